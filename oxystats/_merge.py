@@ -1,0 +1,64 @@
+"""Merging the pages of many windows into one report. Pure, no I/O."""
+
+from __future__ import annotations
+
+from oxystats._models import GroupBy, UsagePage, UsageReport, UsageRow, UsageTotals
+
+__all__ = ["UsageMerger"]
+
+Position = tuple[int, int, int]
+"""Where a row was seen: (window index, page number, row index)."""
+
+
+class _Tally:
+    __slots__ = ("first", "requests", "traffic_bytes")
+
+    def __init__(self, requests: int, traffic_bytes: int, first: Position) -> None:
+        self.requests = requests
+        self.traffic_bytes = traffic_bytes
+        self.first = first
+
+
+class UsageMerger:
+    """Sums rows with equal ``grouped_by`` across windows, in any arrival order.
+
+    Pages arrive in whatever order the network delivers them, yet the report
+    must not depend on it: each key remembers the earliest position (window,
+    page, row) it was seen at, and rows are ordered by that. Memory holds one
+    entry per distinct key, never the pages themselves.
+    """
+
+    def __init__(self, grouping: tuple[GroupBy, ...]) -> None:
+        self._grouping = grouping
+        self._tallies: dict[tuple[str, ...], _Tally] = {}
+        self._requests = 0
+        self._traffic_bytes = 0
+
+    def add_rows(self, page: UsagePage, window_index: int, page_number: int) -> None:
+        """Fold one page's rows in."""
+        tallies = self._tallies
+        for index, row in enumerate(page.data):
+            position = (window_index, page_number, index)
+            tally = tallies.get(row.grouped_by)
+            if tally is None:
+                tallies[row.grouped_by] = _Tally(row.requests, row.traffic_bytes, position)
+                continue
+            tally.requests += row.requests
+            tally.traffic_bytes += row.traffic_bytes
+            if position < tally.first:
+                tally.first = position
+
+    def add_totals(self, totals: UsageTotals) -> None:
+        """Fold one window's totals in (once per window: they cover all its pages)."""
+        self._requests += totals.requests
+        self._traffic_bytes += totals.traffic_bytes
+
+    def report(self, *, unknown_instances: tuple[str, ...] = ()) -> UsageReport:
+        """The merged report, rows in order of first appearance."""
+        ordered = sorted(self._tallies.items(), key=lambda item: item[1].first)
+        return UsageReport(
+            [UsageRow(key, tally.requests, tally.traffic_bytes) for key, tally in ordered],
+            UsageTotals(self._requests, self._traffic_bytes),
+            self._grouping,
+            unknown_instances,
+        )

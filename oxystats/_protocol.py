@@ -1,0 +1,125 @@
+"""The wire protocol: building requests and reading responses. Pure functions, no I/O."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from oxystats._convert import ShapeError, structure
+from oxystats._errors import (
+    APIError,
+    RequestInfo,
+    ResponseFormatError,
+    error_for_status,
+    redact,
+)
+from oxystats._models import GroupBy, InstancesPage, UsagePage, Window
+
+__all__ = [
+    "INSTANCES_PATH",
+    "PER_PAGE",
+    "USAGE_PATH",
+    "decode_json",
+    "format_datetime",
+    "instances_request",
+    "parse_instances_page",
+    "parse_usage_page",
+    "raise_for_status",
+    "usage_request",
+]
+
+USAGE_PATH = "/stats/v1/usage"
+INSTANCES_PATH = "/stats/v1/filters/instances"
+PER_PAGE = 100
+"""Always ask for the maximum page size: fewer requests under the same limits."""
+
+
+def format_datetime(value: datetime) -> str:
+    """ISO 8601 to the second, ``Z`` for UTC, the caller's offset otherwise."""
+    text = value.isoformat(timespec="seconds")
+    if value.utcoffset() == UTC.utcoffset(None):
+        return text[: -len("+00:00")] + "Z"
+    return text
+
+
+def usage_request(
+    product: str,
+    window: Window,
+    grouping: tuple[GroupBy, ...],
+    instances: tuple[str, ...] | None,
+    page: int,
+) -> RequestInfo:
+    """The ``GET /stats/v1/usage`` request for one page of one window."""
+    params: list[tuple[str, str]] = [
+        ("product", product),
+        ("date_from", format_datetime(window.start)),
+        ("date_to", format_datetime(window.end)),
+    ]
+    params.extend(("group_by[]", group.value) for group in grouping)
+    if instances:
+        params.extend(("instances[]", uuid) for uuid in instances)
+    params.append(("page", str(page)))
+    params.append(("per_page", str(PER_PAGE)))
+    return RequestInfo("GET", USAGE_PATH, tuple(params))
+
+
+def instances_request(products: tuple[str, ...] | None, page: int) -> RequestInfo:
+    """The ``GET /stats/v1/filters/instances`` request for one page."""
+    params: list[tuple[str, str]] = [("products[]", product) for product in products or ()]
+    params.append(("page", str(page)))
+    params.append(("per_page", str(PER_PAGE)))
+    return RequestInfo("GET", INSTANCES_PATH, tuple(params))
+
+
+def raise_for_status(
+    status_code: int,
+    content: bytes,
+    request: RequestInfo,
+    *,
+    retry_after: float | None = None,
+    secrets: tuple[str, ...] = (),
+    timestamp: datetime | None = None,
+) -> None:
+    """Raise the documented `APIError` subclass for any status but 2xx."""
+    if 200 <= status_code < 300:
+        return
+    body = redact(content.decode("utf-8", errors="replace"), secrets)
+    error: APIError = error_for_status(
+        status_code, request, body, timestamp=timestamp, retry_after=retry_after
+    )
+    raise error
+
+
+def decode_json(content: bytes, request: RequestInfo) -> Any:
+    """Parse a 2xx body as JSON, or raise `ResponseFormatError`."""
+    try:
+        return json.loads(content)
+    except ValueError as exc:
+        raise ResponseFormatError(f"body is not JSON ({exc})", request, field="body") from None
+
+
+def parse_usage_page(
+    document: Any, request: RequestInfo, grouping: tuple[GroupBy, ...]
+) -> UsagePage:
+    """Structure a usage page and check it answers the question asked."""
+    try:
+        page = structure(document, UsagePage)
+    except ShapeError as exc:
+        raise ResponseFormatError(exc.message, request, field=exc.field) from None
+    expected = tuple(group.value for group in grouping)
+    if page.grouping != expected:
+        raise ResponseFormatError(
+            f"grouping is {list(page.grouping)}, asked for {list(expected)}",
+            request,
+            field="meta.grouping",
+        )
+    return page
+
+
+def parse_instances_page(document: Any, request: RequestInfo) -> InstancesPage:
+    """Structure a page of instances."""
+    try:
+        return structure(document, InstancesPage)
+    except ShapeError as exc:
+        raise ResponseFormatError(exc.message, request, field=exc.field) from None

@@ -1,0 +1,118 @@
+"""Checking a caller's arguments before anything is sent. Pure functions, no I/O."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+import attrs
+
+from oxystats._models import GroupBy, Window
+from oxystats._windows import normalize_range, split_range
+
+__all__ = ["UsageQuery", "check_group_by", "check_instances", "check_product", "check_products"]
+
+
+def check_product(product: object, name: str = "product") -> str:
+    """A product is any non-empty string (or a `Product` member)."""
+    if not isinstance(product, str):
+        raise TypeError(f"{name} must be a string such as 'HB', not {type(product).__name__}")
+    value = str(product).strip()
+    if not value:
+        raise ValueError(f"{name} must not be empty")
+    if value != str(product):
+        raise ValueError(f"{name} must not have surrounding whitespace: {product!r}")
+    return value
+
+
+def check_products(products: object) -> tuple[str, ...] | None:
+    """``None`` means all products; otherwise one or more distinct products."""
+    if products is None:
+        return None
+    if isinstance(products, str):
+        # A lone string is almost always meant as one product, not as letters.
+        return (check_product(products, "products"),)
+    if not isinstance(products, Iterable):
+        raise TypeError(f"products must be None, a string or an iterable of strings, not {type(products).__name__}")
+    checked = tuple(check_product(item, "products[]") for item in products)
+    if not checked:
+        raise ValueError("products must not be empty; pass None for all products")
+    if len(set(checked)) != len(checked):
+        raise ValueError(f"products has duplicates: {list(checked)}")
+    return checked
+
+
+def check_group_by(group_by: object) -> tuple[GroupBy, ...]:
+    """One or more distinct `GroupBy` values (members or their names), order kept."""
+    items: tuple[object, ...]
+    if isinstance(group_by, str):
+        items = (group_by,)
+    elif isinstance(group_by, Iterable):
+        items = tuple(group_by)
+    else:
+        raise TypeError(f"group_by must be a GroupBy, a string or an iterable of them, not {type(group_by).__name__}")
+    if not items:
+        raise ValueError("group_by must name at least one of DAY, TARGET, INSTANCE")
+    grouping: list[GroupBy] = []
+    for item in items:
+        if not isinstance(item, str):
+            raise TypeError(f"group_by values must be GroupBy members or strings, not {type(item).__name__}")
+        try:
+            value = GroupBy(item.upper()) if not isinstance(item, GroupBy) else item
+        except ValueError:
+            raise ValueError(
+                f"unknown group_by value {item!r}; expected one of DAY, TARGET, INSTANCE"
+            ) from None
+        if value in grouping:
+            raise ValueError(f"group_by names {value.value} twice")
+        grouping.append(value)
+    return tuple(grouping)
+
+
+def check_instances(instances: object) -> tuple[str, ...] | None:
+    """``None`` means every instance; otherwise one or more distinct UUID strings."""
+    if instances is None:
+        return None
+    if isinstance(instances, str):
+        raise TypeError("instances must be an iterable of instance ids, not a single string")
+    if not isinstance(instances, Iterable):
+        raise TypeError(f"instances must be None or an iterable of strings, not {type(instances).__name__}")
+    checked = tuple(instances)
+    if not checked:
+        raise ValueError("instances must not be empty; pass None for every instance")
+    for item in checked:
+        if not isinstance(item, str):
+            raise TypeError(f"instance ids must be strings, not {type(item).__name__}: {item!r}")
+        if not item.strip():
+            raise ValueError("instance ids must not be empty")
+    # Duplicates are harmless; drop them so the query string stays short.
+    return tuple(dict.fromkeys(checked))
+
+
+@attrs.frozen
+class UsageQuery:
+    """A checked ``usage`` call: the product, the whole range and how to group it."""
+
+    product: str
+    start: datetime
+    end: datetime
+    grouping: tuple[GroupBy, ...]
+    instances: tuple[str, ...] | None
+
+    @classmethod
+    def build(
+        cls,
+        product: object,
+        date_from: object,
+        date_to: object,
+        group_by: object,
+        instances: object = None,
+    ) -> UsageQuery:
+        """Check every argument; raise `ValueError` or `TypeError` on the first bad one."""
+        checked_product = check_product(product)
+        start, end = normalize_range(date_from, date_to)
+        return cls(checked_product, start, end, check_group_by(group_by), check_instances(instances))
+
+    def windows(self) -> list[Window]:
+        """The fewest windows of at most 31 days that cover the range exactly."""
+        return split_range(self.start, self.end)
