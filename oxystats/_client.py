@@ -366,7 +366,7 @@ class AsyncClient:
             )
 
         first_pages = [_PageJob(index, window, 1) for index, window in enumerate(query.windows())]
-        await fan_out(first_pages, fetch, on_page, concurrency=self._concurrency)
+        await fan_out(first_pages, fetch, on_page, concurrency=self._concurrency, first_alone=True)
         return merger.report(unknown_instances=unknown)
 
     async def iter_usage_pages(
@@ -409,6 +409,7 @@ class AsyncClient:
                 pending.extend(remaining(index, window, known_total))
 
         round_size = self._concurrency * _ROUND_PAGES_PER_SLOT
+        first_round = True
         while pending:
             batch = [pending.popleft() for _ in range(min(round_size, len(pending)))]
             fetched: dict[_PageJob, UsagePage] = {}
@@ -420,7 +421,10 @@ class AsyncClient:
                 fetched[job] = page
                 return ()
 
-            await fan_out(batch, fetch, on_page, concurrency=self._concurrency)
+            await fan_out(
+                batch, fetch, on_page, concurrency=self._concurrency, first_alone=first_round
+            )
+            first_round = False
             revealed: list[_PageJob] = []
             for job in batch:
                 page = fetched.pop(job)

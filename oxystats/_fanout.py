@@ -68,16 +68,23 @@ async def fan_out(
     on_result: Callable[[J, R], Iterable[J]],
     *,
     concurrency: int,
+    first_alone: bool = False,
 ) -> None:
     """Fetch every job, ``concurrency`` at a time, in queue order.
 
     ``on_result(job, result)`` runs as each result arrives and returns the
     jobs it reveals, which join the end of the queue. Returns when the queue
     is empty and nothing is running; raises the first failure as itself.
+
+    With ``first_alone``, the first job runs before any other starts: a bad
+    key or a refused query then costs one request, not ``concurrency``.
     """
     if concurrency < 1:
         raise ValueError("concurrency must be at least 1")
     pool: _Pool[J, R] = _Pool(jobs, fetch, on_result)
+    if first_alone and pool.queue:
+        first = pool.queue.popleft()
+        pool.queue.extend(on_result(first, await fetch(first)))
     async with anyio.create_task_group() as group:
         # Start every worker even for one job: page 1 may reveal many more.
         for _ in range(concurrency):

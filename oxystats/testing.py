@@ -1,0 +1,60 @@
+"""Test helpers: the Dashboard API emulator as a pytest fixture or a context manager.
+
+Enable the fixtures in your ``conftest.py``::
+
+    pytest_plugins = ["oxystats.testing"]
+
+then ask for ``oxystats_emulator``: a `RunningEmulator` with a fresh
+`Emulator` (default config: key ``"test-key"``) served over real HTTP on
+127.0.0.1. One uvicorn server is started per test session and each test gets a
+new emulator behind it, so the fixture costs next to nothing per test.
+
+Outside pytest, or for a non-default config::
+
+    with emulator_server(limits=RateLimits.documented()) as running:
+        ...  # running.url, running.emulator
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from .emulator import DEFAULT_KEY, Emulator, EmulatorConfig, RunningEmulator, serve_in_thread
+
+__all__ = [
+    "DEFAULT_KEY",
+    "emulator_server",
+    "oxystats_emulator",
+    "oxystats_emulator_server",
+]
+
+
+def emulator_server(**config: Any) -> contextlib.AbstractContextManager[RunningEmulator]:
+    """Serve a new emulator in a background thread for the duration of a ``with`` block.
+
+    Keyword arguments are `EmulatorConfig` fields (``dataset``, ``keys``,
+    ``limits``, ``faults``, ...). The server stops when the block exits.
+    """
+    return serve_in_thread(EmulatorConfig(**config))
+
+
+@pytest.fixture(scope="session")
+def oxystats_emulator_server() -> Iterator[RunningEmulator]:
+    """One emulator server for the whole session (prefer ``oxystats_emulator``)."""
+    with serve_in_thread(Emulator()) as running:
+        yield running
+
+
+@pytest.fixture
+def oxystats_emulator(oxystats_emulator_server: RunningEmulator) -> RunningEmulator:
+    """A fresh default `Emulator` served over real HTTP (``.url``, ``.emulator``).
+
+    Tests may change ``.emulator.limits`` and ``.emulator.faults`` freely: the
+    next test gets a new emulator.
+    """
+    oxystats_emulator_server.use(Emulator())
+    return oxystats_emulator_server
