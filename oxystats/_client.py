@@ -7,7 +7,7 @@ import math
 import os
 import warnings
 from collections import deque
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping
 from types import TracebackType
 from typing import Any, Self
 
@@ -39,6 +39,7 @@ __all__ = ["DEFAULT_BASE_URL", "AsyncClient", "ClientStats", "FetchedPage"]
 
 DEFAULT_BASE_URL = "https://api.oxylabs.io"
 API_KEY_ENV = "OXYLABS_API_KEY"
+BASE_URL_ENV = "OXYLABS_BASE_URL"
 
 _DEFAULT_RETRY_PAUSE = 1.0
 """How long a 429 without ``Retry-After`` pauses the key's limiter, in seconds."""
@@ -97,6 +98,8 @@ class _PageJob:
 
 
 def _check_base_url(base_url: object) -> str:
+    if base_url is None:
+        base_url = os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL
     if not isinstance(base_url, str):
         raise TypeError(f"base_url must be a string, not {type(base_url).__name__}")
     url = httpx.URL(base_url)
@@ -137,7 +140,9 @@ class AsyncClient:
 
     Args:
         api_key: the Dashboard API key; ``None`` reads ``OXYLABS_API_KEY``.
-        base_url: where the API lives.
+        base_url: where the API lives; ``None`` reads ``OXYLABS_BASE_URL``,
+            then falls back to ``https://api.oxylabs.io`` (point it at the
+            emulator, or at a proxy, without touching code).
         timeout: seconds for each request (connect, read, write and pool).
         max_retries: retries after the first attempt, for 429, 5xx and
             transport failures.
@@ -153,7 +158,7 @@ class AsyncClient:
         self,
         api_key: str | None = None,
         *,
-        base_url: str = DEFAULT_BASE_URL,
+        base_url: str | None = None,
         timeout: float = 30.0,
         max_retries: int = 6,
         deadline: float | None = None,
@@ -318,7 +323,9 @@ class AsyncClient:
         return unknown
 
     async def _usage_page(self, query: UsageQuery, job: _PageJob) -> UsagePage:
-        request = usage_request(query.product, job.window, query.grouping, query.instances, job.number)
+        request = usage_request(
+            query.product, job.window, query.grouping, query.instances, job.number
+        )
         return parse_usage_page(await self._get_json(request), request, query.grouping)
 
     async def usage(
@@ -378,7 +385,7 @@ class AsyncClient:
         instances: Iterable[str] | None = None,
         *,
         done: Mapping[tuple[int, int], int] | None = None,
-    ) -> AsyncIterator[FetchedPage]:
+    ) -> AsyncGenerator[FetchedPage, None]:
         """The pages behind `usage`, unmerged, as they are fetched: for resumable backfills.
 
         ``done`` maps ``(window_index, page_number)`` of pages already
@@ -408,19 +415,19 @@ class AsyncClient:
             else:
                 pending.extend(remaining(index, window, known_total))
 
+        fetched: dict[_PageJob, UsagePage] = {}
+
+        async def fetch(job: _PageJob) -> UsagePage:
+            return await self._usage_page(query, job)
+
+        def on_page(job: _PageJob, page: UsagePage) -> Iterable[_PageJob]:
+            fetched[job] = page
+            return ()
+
         round_size = self._concurrency * _ROUND_PAGES_PER_SLOT
         first_round = True
         while pending:
             batch = [pending.popleft() for _ in range(min(round_size, len(pending)))]
-            fetched: dict[_PageJob, UsagePage] = {}
-
-            async def fetch(job: _PageJob) -> UsagePage:
-                return await self._usage_page(query, job)
-
-            def on_page(job: _PageJob, page: UsagePage) -> Iterable[_PageJob]:
-                fetched[job] = page
-                return ()
-
             await fan_out(
                 batch, fetch, on_page, concurrency=self._concurrency, first_alone=first_round
             )

@@ -286,11 +286,7 @@ def error_for_status(
             attempts=attempts,
             retry_after=retry_after,
         )
-    cls: type[APIError]
-    if status_code >= 500:
-        cls = ServerError
-    else:
-        cls = _BY_STATUS.get(status_code, APIError)
+    cls = ServerError if status_code >= 500 else _BY_STATUS.get(status_code, APIError)
     return cls(status_code, request, body, timestamp=timestamp, attempts=attempts)
 
 

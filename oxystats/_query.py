@@ -33,7 +33,10 @@ def check_products(products: object) -> tuple[str, ...] | None:
         # A lone string is almost always meant as one product, not as letters.
         return (check_product(products, "products"),)
     if not isinstance(products, Iterable):
-        raise TypeError(f"products must be None, a string or an iterable of strings, not {type(products).__name__}")
+        raise TypeError(
+            "products must be None, a string or an iterable of strings, "
+            f"not {type(products).__name__}"
+        )
     checked = tuple(check_product(item, "products[]") for item in products)
     if not checked:
         raise ValueError("products must not be empty; pass None for all products")
@@ -50,13 +53,18 @@ def check_group_by(group_by: object) -> tuple[GroupBy, ...]:
     elif isinstance(group_by, Iterable):
         items = tuple(group_by)
     else:
-        raise TypeError(f"group_by must be a GroupBy, a string or an iterable of them, not {type(group_by).__name__}")
+        raise TypeError(
+            "group_by must be a GroupBy, a string or an iterable of them, "
+            f"not {type(group_by).__name__}"
+        )
     if not items:
         raise ValueError("group_by must name at least one of DAY, TARGET, INSTANCE")
     grouping: list[GroupBy] = []
     for item in items:
         if not isinstance(item, str):
-            raise TypeError(f"group_by values must be GroupBy members or strings, not {type(item).__name__}")
+            raise TypeError(
+                f"group_by values must be GroupBy members or strings, not {type(item).__name__}"
+            )
         try:
             value = GroupBy(item.upper()) if not isinstance(item, GroupBy) else item
         except ValueError:
@@ -76,7 +84,9 @@ def check_instances(instances: object) -> tuple[str, ...] | None:
     if isinstance(instances, str):
         raise TypeError("instances must be an iterable of instance ids, not a single string")
     if not isinstance(instances, Iterable):
-        raise TypeError(f"instances must be None or an iterable of strings, not {type(instances).__name__}")
+        raise TypeError(
+            f"instances must be None or an iterable of strings, not {type(instances).__name__}"
+        )
     checked = tuple(instances)
     if not checked:
         raise ValueError("instances must not be empty; pass None for every instance")
@@ -111,7 +121,9 @@ class UsageQuery:
         """Check every argument; raise `ValueError` or `TypeError` on the first bad one."""
         checked_product = check_product(product)
         start, end = normalize_range(date_from, date_to)
-        return cls(checked_product, start, end, check_group_by(group_by), check_instances(instances))
+        return cls(
+            checked_product, start, end, check_group_by(group_by), check_instances(instances)
+        )
 
     def windows(self) -> list[Window]:
         """The fewest windows of at most 31 days that cover the range exactly."""

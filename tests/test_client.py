@@ -219,13 +219,15 @@ async def test_invalid_key_fails_after_one_request_without_the_key(
 
 
 async def test_missing_key_header_is_permission_denied(oxystats_emulator: RunningEmulator) -> None:
-    """403 (no Authorization header, as a misconfigured proxy would send) raises PermissionDeniedError."""
+    """A request without Authorization (a proxy stripped it) raises PermissionDeniedError."""
 
     async def strip_auth(request: httpx.Request) -> None:
         del request.headers["Authorization"]
 
     async with httpx.AsyncClient(event_hooks={"request": [strip_auth]}) as http:
-        client = oxystats.AsyncClient("secret-key-123", base_url=oxystats_emulator.url, http_client=http)
+        client = oxystats.AsyncClient(
+            "secret-key-123", base_url=oxystats_emulator.url, http_client=http
+        )
         with pytest.raises(oxystats.PermissionDeniedError) as caught:
             await client.instances()
         await client.aclose()

@@ -48,7 +48,9 @@ def test_fast_rows_behave_like_init_built_rows() -> None:
 
 def test_the_converter_is_the_entry_point() -> None:
     """converter.structure uses the same hooks."""
-    assert converter.structure(usage_document(), UsagePage) == structure(usage_document(), UsagePage)
+    assert converter.structure(usage_document(), UsagePage) == structure(
+        usage_document(), UsagePage
+    )
 
 
 def test_empty_page_is_fine() -> None:

@@ -17,9 +17,7 @@ from oxystats._protocol import (
     usage_request,
 )
 
-WINDOW = Window(
-    datetime(2025, 11, 1, tzinfo=UTC), datetime(2025, 11, 30, 23, 59, 59, tzinfo=UTC)
-)
+WINDOW = Window(datetime(2025, 11, 1, tzinfo=UTC), datetime(2025, 11, 30, 23, 59, 59, tzinfo=UTC))
 
 
 def test_usage_request_matches_the_vendor_example() -> None:
@@ -84,6 +82,6 @@ def test_grouping_must_answer_the_question() -> None:
         },
     }
     request = usage_request("HB", WINDOW, (GroupBy.DAY,), None, 1)
-    with pytest.raises(oxystats.ResponseFormatError, match="meta.grouping"):
+    with pytest.raises(oxystats.ResponseFormatError, match=r"meta\.grouping"):
         parse_usage_page(document, request, (GroupBy.DAY,))
     assert parse_usage_page(document, request, (GroupBy.TARGET,)).data == ()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, date, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
@@ -13,7 +14,12 @@ from oxystats._windows import MAX_SPAN, normalize_range, split_range
 
 SECOND = timedelta(seconds=1)
 OFFSETS = st.sampled_from(
-    [UTC, timezone(timedelta(hours=2)), timezone(-timedelta(hours=7, minutes=30)), ZoneInfo("Europe/Vilnius")]
+    [
+        UTC,
+        timezone(timedelta(hours=2)),
+        timezone(-timedelta(hours=7, minutes=30)),
+        ZoneInfo("Europe/Vilnius"),
+    ]
 )
 
 
@@ -43,7 +49,7 @@ def test_windows_cover_the_range_exactly(bounds: tuple[datetime, datetime]) -> N
     windows = split_range(start, end)
     assert windows[0].start == start
     assert windows[-1].end == end
-    for before, after in zip(windows, windows[1:], strict=False):
+    for before, after in itertools.pairwise(windows):
         assert span(before.end, after.start) == SECOND
 
 
@@ -98,7 +104,8 @@ def test_dates_mean_whole_utc_days() -> None:
 def test_fractional_seconds_round_inwards() -> None:
     """A start rounds up and an end rounds down to whole seconds."""
     start, end = normalize_range(
-        datetime(2025, 1, 1, 0, 0, 0, 1, tzinfo=UTC), datetime(2025, 1, 2, 0, 0, 0, 999999, tzinfo=UTC)
+        datetime(2025, 1, 1, 0, 0, 0, 1, tzinfo=UTC),
+        datetime(2025, 1, 2, 0, 0, 0, 999999, tzinfo=UTC),
     )
     assert start == datetime(2025, 1, 1, 0, 0, 1, tzinfo=UTC)
     assert end == datetime(2025, 1, 2, tzinfo=UTC)
@@ -114,7 +121,9 @@ def test_reversed_range_is_refused() -> None:
     """date_to before date_from raises ValueError, comparing instants, not wall clocks."""
     plus_two = timezone(timedelta(hours=2))
     with pytest.raises(ValueError, match="before"):
-        normalize_range(datetime(2025, 1, 1, 12, tzinfo=UTC), datetime(2025, 1, 1, 13, tzinfo=plus_two))
+        normalize_range(
+            datetime(2025, 1, 1, 12, tzinfo=UTC), datetime(2025, 1, 1, 13, tzinfo=plus_two)
+        )
 
 
 def test_wrong_types_are_refused() -> None:
