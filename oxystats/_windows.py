@@ -19,6 +19,7 @@ MAX_SPAN = timedelta(days=31)
 """The longest ``date_to - date_from`` one request may ask for."""
 
 _SECOND = timedelta(seconds=1)
+_DAY = timedelta(days=1)
 
 
 def _as_datetime(value: object, name: str, *, end: bool) -> datetime:
@@ -60,12 +61,26 @@ def normalize_range(date_from: object, date_to: object) -> tuple[datetime, datet
     return start, end
 
 
+def _even_windows(
+    first: datetime, last: datetime, span: timedelta
+) -> list[tuple[datetime, datetime]]:
+    step = span + _SECOND
+    count = math.ceil((last - first + _SECOND) / step)
+    return [
+        (first + index * step, min(first + index * step + span, last)) for index in range(count)
+    ]
+
+
 def split_range(start: datetime, end: datetime, *, max_span: timedelta = MAX_SPAN) -> list[Window]:
     """Split ``[start, end]`` (inclusive, whole seconds) into the fewest windows.
 
-    Every window but the last spans exactly ``max_span``; each window's
-    start is one second after the previous window's end. Each window keeps
-    ``start``'s UTC offset, so the request shows the caller's own clock.
+    Each window starts one second after the previous one ends, and all but
+    the last are equally long. A range that starts at midnight (in its own
+    offset) gets windows of whole days, each ending at 23:59:59, whenever
+    that takes no extra window: then no day is cut by a window edge, so a
+    ``DAY`` row comes from one window only. Otherwise every window but the
+    last spans the full ``max_span``. Windows keep ``start``'s UTC offset, so
+    requests show the caller's own clock.
     """
     # Arithmetic on aware datetimes that share a tzinfo is wall-clock
     # arithmetic (a DST change would stretch a window past 31 days), so
@@ -76,11 +91,10 @@ def split_range(start: datetime, end: datetime, *, max_span: timedelta = MAX_SPA
         raise ValueError("end is before start")
     if max_span < timedelta(0):
         raise ValueError("max_span must not be negative")
-    step = max_span + _SECOND
-    count = math.ceil((last - first + _SECOND) / step)
-    windows = []
-    for index in range(count):
-        window_start = first + index * step
-        window_end = min(window_start + max_span, last)
-        windows.append(Window(window_start.astimezone(tz), window_end.astimezone(tz)))
-    return windows
+    windows = _even_windows(first, last, max_span)
+    whole_days = (max_span // _DAY) * _DAY
+    if whole_days and start.time() == time.min:
+        aligned = _even_windows(first, last, whole_days - _SECOND)
+        if len(aligned) == len(windows):
+            windows = aligned
+    return [Window(a.astimezone(tz), b.astimezone(tz)) for a, b in windows]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from datetime import UTC, date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -37,7 +37,13 @@ def ranges(draw: st.DrawFn) -> tuple[datetime, datetime]:
             min_value=datetime(2000, 1, 1), max_value=datetime(2040, 1, 1), timezones=st.just(tz)
         )
     ).replace(microsecond=0)
-    length = draw(st.integers(min_value=0, max_value=4 * 365 * 86400))
+    if draw(st.booleans()):
+        # Ranges of whole days from midnight: the case where windows align to days.
+        start = start.replace(hour=0, minute=0, second=0)
+        days = draw(st.integers(min_value=1, max_value=4 * 365))
+        length = days * 86400 - 1 + draw(st.sampled_from([0, 0, 1, 2, 30]))
+    else:
+        length = draw(st.integers(min_value=0, max_value=4 * 365 * 86400))
     end = (start.astimezone(UTC) + timedelta(seconds=length)).astimezone(tz)
     return start, end
 
@@ -83,6 +89,23 @@ def test_window_count_at_the_edges(length: timedelta, count: int) -> None:
     """Exactly 31 days is one window; one second more is two."""
     start = datetime(2025, 1, 1, tzinfo=UTC)
     assert len(split_range(start, start + length)) == count
+
+
+def test_whole_days_are_not_cut_when_it_costs_nothing() -> None:
+    """A range of whole days gets windows ending at 23:59:59, as many as the minimum."""
+    start, end = normalize_range(date(2025, 1, 1), date(2025, 12, 31))
+    windows = split_range(start, end)
+    assert len(windows) == 12
+    assert all(w.end.time() == time(23, 59, 59) for w in windows)
+    assert windows[1].start == datetime(2025, 2, 1, tzinfo=UTC)
+
+
+def test_alignment_never_costs_a_window() -> None:
+    """62 days and 1 s from midnight fit two full-span windows, so those are used."""
+    start = datetime(2025, 1, 1, tzinfo=UTC)
+    windows = split_range(start, start + 2 * MAX_SPAN + SECOND)
+    assert len(windows) == 2
+    assert windows[0].end == start + MAX_SPAN
 
 
 def test_dst_change_does_not_stretch_a_window() -> None:
