@@ -40,6 +40,7 @@ from oxystats._models import (
     UsageTotals,
     Window,
 )
+from oxystats._sync import Client
 
 __version__ = "0.1.0"
 
@@ -50,6 +51,7 @@ __all__ = [
     "AsyncClient",
     "AuthenticationError",
     "BadRequestError",
+    "Client",
     "ClientStats",
     "FetchedPage",
     "GroupBy",

@@ -238,21 +238,27 @@ class AsyncClient:
         self._counters.retries += 1
 
     async def _send_once(self, request: RequestInfo) -> bytes:
-        async with self._limiter.slot():
+        async with self._limiter.slot() as timing:
             self._counters.requests += 1
             response = await self._http.get(
                 self._base_url + request.path,
                 params=request.params,
                 headers=self._auth_headers,
+                # Notes when the request really goes out (after any connect).
+                extensions={"trace": timing.trace},
             )
-        retry_after = parse_retry_after(response.headers.get("Retry-After"))
-        if response.status_code == 429:
-            self._counters.rate_limited += 1
-            # Hold back every task of this key, not just the one that was refused.
-            # A Retry-After beyond the policy's cap is raised, not waited for,
-            # so it must not stall this key's later calls either.
-            pause = _DEFAULT_RETRY_PAUSE if retry_after is None else retry_after
-            self._limiter.pause(min(pause, self._retry_policy.max_retry_after))
+            timing.answered()
+            retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            if response.status_code == 429:
+                self._counters.rate_limited += 1
+                # Hold back every task of this key, not just the one that was
+                # refused, and before the slot is given back: released first, it
+                # would go at once to a task waiting for it, inside the pause.
+                pause = _DEFAULT_RETRY_PAUSE if retry_after is None else retry_after
+                # A Retry-After beyond the policy's cap is raised, not waited
+                # for, so it must not stall this key's later calls either.
+                if pause <= self._retry_policy.max_retry_after:
+                    self._limiter.pause(pause)
         raise_for_status(
             response.status_code,
             response.content,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
+from typing import Any
 
 import attrs
 
@@ -129,3 +130,25 @@ class UsageReport:
     totals: UsageTotals
     grouping: tuple[GroupBy, ...]
     unknown_instances: tuple[str, ...] = ()
+
+    def to_arrow(self) -> Any:
+        """The rows as a `pyarrow.Table` (needs the ``parquet`` extra).
+
+        Columns: the groupings in order, lowercase (``day`` as a date), then
+        ``requests`` and ``traffic_bytes``.
+        """
+        from oxystats._frames import to_arrow
+
+        return to_arrow(self)
+
+    def to_pandas(self) -> Any:
+        """The rows as a `pandas.DataFrame` (needs the ``pandas`` extra); columns as `to_arrow`."""
+        from oxystats._frames import to_pandas
+
+        return to_pandas(self)
+
+    def to_polars(self) -> Any:
+        """The rows as a `polars.DataFrame` (needs the ``polars`` extra); columns as `to_arrow`."""
+        from oxystats._frames import to_polars
+
+        return to_polars(self)

@@ -44,9 +44,7 @@ def fast_backoff(client: oxystats.AsyncClient) -> None:
     public API stays as designed), so the test swaps the private policy;
     Retry-After waits are unaffected.
     """
-    client._retry_policy = attrs.evolve(
-        client._retry_policy, backoff_base=0.005, backoff_max=0.02
-    )
+    client._retry_policy = attrs.evolve(client._retry_policy, backoff_base=0.005, backoff_max=0.02)
 
 
 def utc_range(first: date, last: date) -> tuple[datetime, datetime]:
@@ -86,10 +84,14 @@ def max_in_window(times: list[float], window: float) -> int:
     return best
 
 
-async def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    """Poll ``predicate`` between short sleeps until it holds (at most ``timeout`` s)."""
-    with anyio.fail_after(timeout):
-        while not predicate():
+async def wait_until(predicate: Callable[[], bool]) -> None:
+    """Poll ``predicate`` every millisecond until it holds (for at most five seconds)."""
+    with anyio.fail_after(5.0):
+        # Polling a counter is the simplest way to wait for a state of the client;
+        # sleeping (not a bare checkpoint) leaves the CPU to the server thread.
+        while True:
+            if predicate():
+                return
             await anyio.sleep(0.001)
 
 
@@ -240,7 +242,7 @@ async def test_retry_after_above_the_cap_raises_at_once(
 async def test_cancelled_usage_gives_back_all_capacity(
     oxystats_emulator: RunningEmulator,
 ) -> None:
-    """A large usage() cancelled midway leaves no slot held or waiting; the next call starts at once."""
+    """A big usage() cancelled midway holds no slot and no waiter; the next call starts at once."""
     oxystats_emulator.emulator.faults = Faults(latency=0.05)
     async with oxystats.AsyncClient(
         DEFAULT_KEY, base_url=oxystats_emulator.url, key_limit=FAST
@@ -254,9 +256,11 @@ async def test_cancelled_usage_gives_back_all_capacity(
                         client.usage, "HB", date(year, 1, 1), date(year, 12, 31), DAY_TARGET
                     )
                 await wait_until(
-                    lambda: limiter.stats.in_flight == 10
-                    and limiter.stats.waiting > 0
-                    and client.stats.requests >= 30
+                    lambda: (
+                        limiter.stats.in_flight == 10
+                        and limiter.stats.waiting > 0
+                        and client.stats.requests >= 30
+                    )
                 )
                 scope.cancel()
         assert scope.cancelled_caught
@@ -265,11 +269,15 @@ async def test_cancelled_usage_gives_back_all_capacity(
         assert limiter.stats.waiting == 0
 
         oxystats_emulator.emulator.faults = Faults()
+        waited = limiter.stats.waited
         started = time.monotonic()
         report = await client.usage("HB", date(2024, 2, 1), date(2024, 2, 2), ["DAY"])
+        assert limiter.stats.waited - waited < 0.002, "the limiter let it go at once"
     # Cancelled requests may still be logged as the server finishes them: skip those.
     first_arrival = min(e.time for e in api_entries(oxystats_emulator) if e.time >= started)
-    assert first_arrival - started < 0.05, "the next call's first request went out at once"
+    # Usually 1-5 ms; the bound allows for a new connection to a server (in this
+    # process's thread) still winding down the cancelled requests.
+    assert first_arrival - started < 0.1, "the next call's first request went out at once"
     assert_equals_truth(oxystats_emulator, report, date(2024, 2, 1), date(2024, 2, 2))
 
 
@@ -333,4 +341,3 @@ async def test_retries_are_logged_without_the_key(
     for record in caplog.records:
         assert secret not in record.getMessage()
     assert secret not in caplog.text
-

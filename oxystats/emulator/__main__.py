@@ -24,9 +24,9 @@ def _key(text: str) -> tuple[str, str]:
     return key, account or DEFAULT_ACCOUNT
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(prog: str = "python -m oxystats.emulator") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m oxystats.emulator",
+        prog=prog,
         description="Serve a local emulation of the Oxylabs Dashboard API.",
     )
     net = parser.add_argument_group("server")
@@ -96,9 +96,12 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
     )
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Parse the command line and serve until interrupted."""
-    parser = _parser()
+def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
+    """Parse the command line and serve until interrupted.
+
+    ``prog`` names the command in help and errors (``oxystats emulator`` reuses this).
+    """
+    parser = _parser() if prog is None else _parser(prog)
     args = parser.parse_args(argv)
     try:
         config = config_from_args(args)

@@ -1,0 +1,195 @@
+"""`Client`: a blocking facade over `AsyncClient`, for scripts and notebooks.
+
+It runs an event loop in a thread of its own (anyio's blocking portal) and
+calls `AsyncClient` there. The `AsyncClient` is created, used and closed in
+that loop, so its connection pool and limiter never cross loops. Streaming
+methods pull one page through the portal at a time, so memory stays bounded.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+import weakref
+from collections.abc import AsyncIterator, Generator, Iterable, Mapping
+from contextlib import AbstractContextManager
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+import anyio.from_thread
+
+from oxystats._client import AsyncClient, ClientStats, FetchedPage
+from oxystats._models import Instance, UsageReport, UsageRow
+
+__all__ = ["Client"]
+
+T = TypeVar("T")
+
+
+async def _next(iterator: AsyncIterator[T]) -> tuple[bool, T | None]:
+    try:
+        return True, await anext(iterator)
+    except StopAsyncIteration:
+        return False, None
+
+
+class Client:
+    """The blocking twin of `AsyncClient`: the same arguments, methods and results.
+
+    Use it as a context manager, or call `close` when done::
+
+        with oxystats.Client() as client:  # reads OXYLABS_API_KEY
+            report = client.usage("HB", date(2025, 1, 1), date(2025, 12, 31), ["DAY"])
+
+    Every keyword argument of `AsyncClient` is accepted; ``backend`` picks
+    the event loop run in the background thread (``"asyncio"`` or ``"trio"``).
+    Do not call it from inside a running event loop's thread: there, use
+    `AsyncClient`.
+    """
+
+    def __init__(
+        self, api_key: str | None = None, *, backend: str = "asyncio", **options: Any
+    ) -> None:
+        self._runner = _Runner(backend)
+        try:
+            self._client: AsyncClient = self._runner.portal.call(
+                functools.partial(_make_client, api_key, options)
+            )
+        except BaseException:
+            self._runner.stop()
+            raise
+        self._runner.client = self._client
+        self._portal = self._runner.portal
+        # A client that is never closed is closed when collected, or at interpreter exit
+        # (before that, the loop's thread would keep waiting for it).
+        self._finalizer = weakref.finalize(self, self._runner.stop)
+
+    def __repr__(self) -> str:
+        return repr(self._client).replace("AsyncClient(", "Client(", 1)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the client and stop the background event loop and its thread (idempotent)."""
+        self._finalizer()
+
+    @property
+    def closed(self) -> bool:
+        """Whether `close` has been called."""
+        return self._runner.closed
+
+    def _check_open(self) -> None:
+        if self._runner.closed:
+            raise RuntimeError("this oxystats.Client is closed")
+
+    @property
+    def base_url(self) -> str:
+        """Where requests go."""
+        return self._client.base_url
+
+    @property
+    def stats(self) -> ClientStats:
+        """Requests, retries, 429s and limiter waiting so far."""
+        self._check_open()
+        return self._portal.call(lambda: self._client.stats)
+
+    def instances(self, products: Iterable[str] | str | None = None) -> list[Instance]:
+        """Every instance the key may see; see `AsyncClient.instances`."""
+        self._check_open()
+        return self._portal.call(self._client.instances, products)
+
+    def usage(
+        self,
+        product: str,
+        date_from: Any,
+        date_to: Any,
+        group_by: Any,
+        instances: Iterable[str] | None = None,
+    ) -> UsageReport:
+        """Usage over any range, grouped, merged and totalled; see `AsyncClient.usage`."""
+        self._check_open()
+        report: UsageReport = self._portal.call(
+            self._client.usage, product, date_from, date_to, group_by, instances
+        )
+        return report
+
+    def iter_usage_pages(
+        self,
+        product: str,
+        date_from: Any,
+        date_to: Any,
+        group_by: Any,
+        instances: Iterable[str] | None = None,
+        *,
+        done: Mapping[tuple[int, int], int] | None = None,
+    ) -> Generator[FetchedPage, None, None]:
+        """The pages behind `usage`, as fetched; see `AsyncClient.iter_usage_pages`."""
+        self._check_open()
+        pages = self._client.iter_usage_pages(
+            product, date_from, date_to, group_by, instances, done=done
+        )
+        return self._pull(pages)
+
+    def iter_usage(
+        self,
+        product: str,
+        date_from: Any,
+        date_to: Any,
+        group_by: Any,
+        instances: Iterable[str] | None = None,
+    ) -> Generator[UsageRow, None, None]:
+        """Stream the (unmerged, per-window) rows of `usage`; see `AsyncClient.iter_usage`."""
+        for fetched in self.iter_usage_pages(product, date_from, date_to, group_by, instances):
+            yield from fetched.page.data
+
+    def _pull(self, pages: AsyncIterator[FetchedPage]) -> Generator[FetchedPage, None, None]:
+        # One page crosses the portal at a time: nothing is fetched ahead of the consumer.
+        try:
+            while True:
+                more, item = self._portal.call(_next, pages)
+                if not more:
+                    return
+                assert item is not None
+                yield item
+        finally:
+            aclose = getattr(pages, "aclose", None)
+            if aclose is not None and not self._runner.closed:
+                self._portal.call(aclose)
+
+
+class _Runner:
+    """The portal, its thread and the client in it; `stop` closes all three, once."""
+
+    def __init__(self, backend: str) -> None:
+        self._lock = threading.Lock()
+        self.closed = False
+        self.client: AsyncClient | None = None
+        self._portal_cm: AbstractContextManager[anyio.from_thread.BlockingPortal] = (
+            anyio.from_thread.start_blocking_portal(backend)
+        )
+        self.portal = self._portal_cm.__enter__()
+
+    def stop(self) -> None:
+        with self._lock:
+            if self.closed:
+                return
+            self.closed = True
+        try:
+            if self.client is not None:
+                self.portal.call(self.client.aclose)
+        finally:
+            self._portal_cm.__exit__(None, None, None)
+
+
+def _make_client(api_key: str | None, options: dict[str, Any]) -> AsyncClient:
+    # Runs in the portal's event loop thread: the httpx pool belongs to that loop.
+    return AsyncClient(api_key, **options)
