@@ -247,7 +247,6 @@ class AsyncClient:
                 # Notes when the request really goes out (after any connect).
                 extensions={"trace": timing.trace},
             )
-            timing.answered()
             retry_after = parse_retry_after(response.headers.get("Retry-After"))
             if response.status_code == 429:
                 self._counters.rate_limited += 1

@@ -43,7 +43,7 @@ import itertools
 import math
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import anyio
@@ -269,24 +269,6 @@ class _Key:
         return self.queue[0]
 
 
-class _Timed:
-    """One request's start as recorded in its key's and its account's logs."""
-
-    __slots__ = ("answered", "at", "key_gate", "sent")
-
-    def __init__(self, key_gate: _Gate, sent: float, answered: float, at: float) -> None:
-        self.key_gate = key_gate
-        self.sent = sent
-        self.answered = answered
-        self.at = at
-
-    def move(self, account_gate: _Gate, later: float) -> None:
-        if later > self.at:
-            self.key_gate.retime(self.at, later)
-            account_gate.retime(self.at, later)
-            self.at = later
-
-
 # --- public: the account ----------------------------------------------------------
 
 
@@ -314,11 +296,6 @@ class Account:
         # Keys that have live waiters, in the order they got them. A key is only
         # here while it waits, so an Account outliving many clients keeps nothing.
         self._waiting: dict[_Key, None] = {}
-        # The fastest round trip (first byte out to response in) any key of the
-        # account has seen, in seconds, and the recent starts estimated with it:
-        # a faster round trip seen later moves them again (see RequestLimiter.slot).
-        self._rtt_floor = math.inf
-        self._timed: deque[_Timed] = deque(maxlen=max(limit.burst, 128))
 
     @property
     def limit(self) -> Limit:
@@ -340,17 +317,10 @@ class Account:
             key.queue.clear()
             del self._waiting[key]
 
-    def _retime(
-        self, key_gate: _Gate, granted: float, sent: float, answered: float, rtt: float | None
-    ) -> None:
-        """Move a start from its grant to the latest moment the server can have counted it."""
-        if rtt is not None and rtt < self._rtt_floor:
-            self._rtt_floor = rtt
-            for timed in self._timed:
-                timed.move(self._gate, max(timed.sent, timed.answered - rtt))
-        timed = _Timed(key_gate, sent, answered, granted)
-        timed.move(self._gate, max(sent, answered - self._rtt_floor))
-        self._timed.append(timed)
+    def _move_start(self, key_gate: _Gate, granted: float, sent: float) -> None:
+        """Move a request's start, in its key's log and the account's, from grant to send."""
+        key_gate.retime(granted, sent)
+        self._gate.retime(granted, sent)
 
     def _dispatch(self) -> None:
         """Grant every slot that can be granted now; tell the queue heads when to look again.
@@ -394,31 +364,29 @@ class Account:
 
 
 class SlotTiming:
-    """When one slot's request really went out and when its answer came back.
+    """When one slot's request really went out.
 
-    ``RequestLimiter.slot()`` yields one. The caller may mark the moment the
-    request's first byte is sent (`trace` does that when passed to httpx as the
-    ``"trace"`` request extension) and the moment its response has arrived
-    (`answered`). With them the limiter moves the request's start in its logs to
-    the latest instant the server can have counted it (see
-    `RequestLimiter.slot`); without them the grant time is kept.
+    ``RequestLimiter.slot()`` yields one. Passed to httpx as the ``"trace"``
+    request extension, it notes the moment the request's headers start out
+    (after any connection set-up) and moves the request's start in the
+    limiter's logs from the grant to that moment: the server counts a request
+    when it arrives, and a cold connection's handshake can delay it by tens of
+    milliseconds while later requests on warm connections go out at once.
+    Without it, the grant time is kept.
     """
 
-    __slots__ = ("answered_at", "granted_at", "sent_at")
+    __slots__ = ("_move", "granted_at", "sent_at")
 
-    def __init__(self, granted_at: float) -> None:
+    def __init__(self, granted_at: float, move: Callable[[float, float], None]) -> None:
         self.granted_at = granted_at
         self.sent_at: float | None = None
-        self.answered_at: float | None = None
+        self._move = move
 
     async def trace(self, event: str, info: Any) -> None:
         """An httpx/httpcore ``trace`` extension: notes when the request headers start out."""
         if self.sent_at is None and event.endswith(".send_request_headers.started"):
             self.sent_at = anyio.current_time()
-
-    def answered(self) -> None:
-        """Note that the response has arrived (call it once the body is read)."""
-        self.answered_at = anyio.current_time()
+            self._move(self.granted_at, self.sent_at)
 
 
 @attrs.frozen
@@ -513,36 +481,21 @@ class RequestLimiter:
         nothing afterwards, and one cancelled inside the block gives its
         in-flight place back.
 
-        The block gets a `SlotTiming`. The server counts a request when it
-        arrives, which may be well after the grant: a new connection's
-        handshake, or a queue in front of a busy server, can delay it by tens of
-        milliseconds while later requests on warm connections arrive at once,
-        and the server then sees ``burst + 1`` requests in one window. So when
-        the block marks ``sent``/``answered``, the start in the logs is moved
-        to ``max(sent, answered - fastest round trip seen)``: the latest moment
-        the server can have counted it, assuming no round trip is faster than
-        the fastest one seen by any key of the account. On steady warm
-        connections that is the send time, so throughput is unchanged.
+        The block gets a `SlotTiming`; see there why and how it moves the
+        request's start from the grant to the moment it was really sent.
         """
-        timing = SlotTiming(await self._acquire())
+        granted_at = await self._acquire()
+        key_gate = self._key.gate
+        timing = SlotTiming(
+            granted_at, lambda granted, sent: self._account._move_start(key_gate, granted, sent)
+        )
         try:
             yield timing
         finally:
-            self._retime(timing)
             self._key.gate.in_flight -= 1
             self._account._gate.in_flight -= 1
             # A place is free: hand it to the next waiter of this or another key.
             self._account._dispatch()
-
-    def _retime(self, timing: SlotTiming) -> None:
-        start = timing.sent_at if timing.sent_at is not None else timing.granted_at
-        end = timing.answered_at
-        if end is None:
-            if timing.sent_at is None:
-                return  # not known to have gone out: keep the grant time
-            end = anyio.current_time()  # it went out, and may have arrived until now
-        rtt = None if timing.answered_at is None else end - start
-        self._account._retime(self._key.gate, timing.granted_at, start, end, rtt)
 
     async def _acquire(self) -> float:
         await anyio.lowlevel.checkpoint_if_cancelled()

@@ -231,6 +231,15 @@ class Emulator:
                 result.pages[page_key] = body
         return 200, body
 
+    def usage_is_cached(self, query_string: str) -> bool:
+        """Whether `usage_response` can answer without aggregating (or is a quick 400)."""
+        query = self._parsed_query(query_string)
+        if isinstance(query, BadRequest):
+            return True
+        low, high = epoch_bounds(query.date_from, query.date_to)
+        with self._lock:
+            return (query.product, low, high, query.grouping, query.instances) in self._results
+
     def instances_response(self, query_string: str) -> tuple[int, bytes]:
         """Status and body for ``GET /stats/v1/filters/instances?<query_string>``."""
         cached = self._instance_pages.get(query_string)
