@@ -61,6 +61,11 @@ def bench(session: nox.Session) -> None:
     """Run the benchmarks; each prints ratios measured in one run."""
     session.install("-e", ".[emulator,cli]")
     install_groups(session, "bench")
-    names = session.posargs or ["emulator_throughput", "structuring", "throughput"]
+    names = session.posargs or [
+        "emulator_throughput",
+        "structuring",
+        "throughput",
+        "memory",
+    ]
     for name in names:
         session.run("python", "-m", f"benchmarks.{name}")
