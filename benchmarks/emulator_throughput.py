@@ -15,13 +15,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from urllib.parse import urlencode, urlsplit
+
+from benchmarks._common import emulator_process
 
 TARGET_RPS = 2_000.0
 QUERY = urlencode(
@@ -38,26 +38,13 @@ QUERY = urlencode(
 
 
 @contextlib.contextmanager
-def emulator_process() -> Iterator[tuple[str, int]]:
-    """Start ``python -m oxystats.emulator`` on a free port; yield (host, port)."""
-    command = [sys.executable, "-m", "oxystats.emulator", "--port", "0", "--http", "httptools"]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=os.environ.copy())
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline()
-        if "listening on" not in line:
-            raise RuntimeError(f"the emulator did not start: {line!r}")
-        url = urlsplit(line.split("listening on", 1)[1].strip())
+def emulator_address() -> Iterator[tuple[str, int]]:
+    """Start the emulator in a subprocess (httptools); yield its (host, port)."""
+    with emulator_process(["--http", "httptools"]) as address:
+        url = urlsplit(address)
         assert url.hostname is not None
         assert url.port is not None
         yield url.hostname, url.port
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 async def _read_response(reader: asyncio.StreamReader) -> tuple[int, int]:
@@ -150,7 +137,7 @@ def main() -> int:
         runner = asyncio.run
     else:
         runner = uvloop.run
-    with emulator_process() as (host, port):
+    with emulator_address() as (host, port):
         rps, latencies, errors, size = runner(
             drive(host, port, args.requests, args.connections, args.seconds)
         )

@@ -22,10 +22,10 @@ import resource
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from datetime import date, timedelta
 
 import oxystats
+from benchmarks._common import emulator_process
 
 TARGETS = 500
 INSTANCES = 5
@@ -37,26 +37,15 @@ FAST = oxystats.Limit(rate=10_000.0, burst=100, in_flight=10)
 FAST_ACCOUNT = oxystats.Limit(rate=10_000.0, burst=100, in_flight=100)
 
 
-@contextlib.contextmanager
-def emulator(days: int) -> Iterator[str]:
-    """Serve a big dataset in a subprocess; yield its URL."""
-    command = [
-        *(sys.executable, "-m", "oxystats.emulator", "--port", "0", "--http", "httptools"),
-        *("--key", KEY, "--targets", str(TARGETS), "--instances-per-product", str(INSTANCES)),
-        *("--start", START.isoformat(), "--days", str(days + 5)),
-    ]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-    try:
-        assert process.stdout is not None
-        for line in process.stdout:
-            if "listening on" in line:
-                yield line.split("listening on", 1)[1].strip()
-                break
-        else:
-            raise RuntimeError("the emulator did not start")
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+def emulator(days: int) -> contextlib.AbstractContextManager[str]:
+    """Serve a big dataset in a subprocess; the context gives its URL."""
+    return emulator_process(
+        [
+            *("--http", "httptools", "--key", KEY, "--targets", str(TARGETS)),
+            *("--instances-per-product", str(INSTANCES)),
+            *("--start", START.isoformat(), "--days", str(days + 5)),
+        ]
+    )
 
 
 def peak_rss_mib() -> float:
