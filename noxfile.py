@@ -66,6 +66,7 @@ def bench(session: nox.Session) -> None:
         "structuring",
         "throughput",
         "memory",
+        "backfill",
     ]
     for name in names:
         session.run("python", "-m", f"benchmarks.{name}")
