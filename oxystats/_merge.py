@@ -18,12 +18,17 @@ def _position(window_index: int, page_number: int, row_index: int) -> int:
 
 
 class _Tally:
-    __slots__ = ("first", "requests", "traffic_bytes")
+    __slots__ = ("first", "requests", "row", "traffic_bytes")
 
-    def __init__(self, requests: int, traffic_bytes: int, first: int) -> None:
-        self.requests = requests
-        self.traffic_bytes = traffic_bytes
+    def __init__(self, row: UsageRow, first: int) -> None:
+        # The page's own row, reused as is unless another window adds to it.
+        self.row: UsageRow | None = row
+        self.requests = row.requests
+        self.traffic_bytes = row.traffic_bytes
         self.first = first
+
+    def merged(self, key: tuple[str, ...]) -> UsageRow:
+        return self.row or UsageRow(key, self.requests, self.traffic_bytes)
 
 
 def _first_seen(item: tuple[tuple[str, ...], _Tally]) -> int:
@@ -53,8 +58,9 @@ class UsageMerger:
             position = base + index
             tally = tallies.get(row.grouped_by)
             if tally is None:
-                tallies[row.grouped_by] = _Tally(row.requests, row.traffic_bytes, position)
+                tallies[row.grouped_by] = _Tally(row, position)
                 continue
+            tally.row = None
             tally.requests += row.requests
             tally.traffic_bytes += row.traffic_bytes
             if position < tally.first:
@@ -69,7 +75,7 @@ class UsageMerger:
         """The merged report, rows in order of first appearance."""
         ordered = sorted(self._tallies.items(), key=_first_seen)
         return UsageReport(
-            [UsageRow(key, tally.requests, tally.traffic_bytes) for key, tally in ordered],
+            [tally.merged(key) for key, tally in ordered],
             UsageTotals(self._requests, self._traffic_bytes),
             self._grouping,
             unknown_instances,

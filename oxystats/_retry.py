@@ -370,9 +370,22 @@ async def call_with_retries(
         rand=rand,
     )
 
+    # Most calls succeed at once, and building tenacity's machinery costs more
+    # than a request's own bookkeeping: make the first attempt bare, and hand
+    # tenacity a failure only when there is one to retry.
+    try:
+        return await fn()
+    except Exception as exc:
+        if not retryable(exc):
+            raise
+        first_failure: list[Exception] = [exc]
+
     # tenacity awaits `fn` only if it is a coroutine function; a lambda returning
-    # an awaitable would be returned unawaited. Wrapping makes both work.
+    # an awaitable would be returned unawaited. Wrapping makes both work. Its
+    # first attempt replays the failure above, so counting and logging see it.
     async def attempt() -> T:
+        if first_failure:
+            raise first_failure.pop()
         return await fn()
 
     retrying = tenacity.AsyncRetrying(
