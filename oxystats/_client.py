@@ -30,6 +30,7 @@ from oxystats._protocol import (
     parse_instances_page,
     parse_usage_page,
     raise_for_status,
+    request_url,
     usage_request,
 )
 from oxystats._query import UsageQuery, check_products
@@ -245,8 +246,7 @@ class AsyncClient:
         async with self._limiter.slot() as timing:
             self._counters.requests += 1
             response = await self._http.get(
-                self._base_url + request.path,
-                params=request.params,
+                request_url(self._base_url, request),
                 headers=self._request_headers,
                 # Notes when the request really goes out (after any connect).
                 extensions={"trace": timing.trace},

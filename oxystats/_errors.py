@@ -55,7 +55,7 @@ class RequestInfo:
 
     @property
     def target(self) -> str:
-        """The path with its query string, as sent."""
+        """The path with its query string, readable (brackets, colons and ``+`` unescaped)."""
         if not self.params:
             return self.path
         return f"{self.path}?{urlencode(self.params, safe='[]:+')}"

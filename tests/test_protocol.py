@@ -14,6 +14,7 @@ from oxystats._protocol import (
     instances_request,
     parse_usage_page,
     raise_for_status,
+    request_url,
     usage_request,
 )
 
@@ -42,6 +43,17 @@ def test_offsets_are_kept() -> None:
     minus = timezone(-timedelta(hours=7, minutes=30))
     assert format_datetime(datetime(2025, 1, 1, 8, 15, tzinfo=minus)) == "2025-01-01T08:15:00-07:30"
     assert format_datetime(datetime(2025, 1, 1, tzinfo=UTC)) == "2025-01-01T00:00:00Z"
+
+
+def test_request_url_escapes_plus_once() -> None:
+    """The URL sent carries '+' of an offset as %2B and the rest of the query intact."""
+    plus_two = timezone(timedelta(hours=2))
+    window = Window(datetime(2025, 1, 1, tzinfo=plus_two), datetime(2025, 1, 2, tzinfo=plus_two))
+    url = request_url("http://127.0.0.1:8000", usage_request("HB", window, (GroupBy.DAY,), None, 1))
+    assert url.path == "/stats/v1/usage"
+    assert url.params["date_from"] == "2025-01-01T00:00:00+02:00"
+    assert "%2B02%3A00" in str(url)
+    assert url.params.get_list("group_by[]") == ["DAY"]
 
 
 def test_instances_request() -> None:
