@@ -50,11 +50,14 @@ class _ApiEndpoint:
     """One API endpoint: authentication, limits, faults, then ``render(query_string)``."""
 
     def __init__(
-        self, emulator: Emulator, render: _Render, is_cached: Callable[[str], bool] | None = None
+        self,
+        emulator: Emulator,
+        render: _Render,
+        render_cached: Callable[[str], tuple[int, bytes] | None] | None = None,
     ) -> None:
         self.emulator = emulator
         self.render = render
-        self.is_cached = is_cached
+        self.render_cached = render_cached
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         emulator = self.emulator
@@ -110,14 +113,17 @@ class _ApiEndpoint:
             extra = (_retry_after(retry_after),) if retry_after else ()
             await _send(send, 429, _ERROR_BODIES[429], *extra)
             return 429
-        if self.is_cached is None or self.is_cached(query):
-            status, body = self.render(query)
+        if self.render_cached is None:
+            answer: tuple[int, bytes] | None = self.render(query)
         else:
+            answer = self.render_cached(query)
+        if answer is None:
             # A fresh aggregate takes tens of milliseconds. Computed on the event
             # loop, it would hold back the requests arriving meanwhile, and the
             # rate limiter would stamp them late and bunched together, which a
             # real gateway does not do. In a thread, the loop keeps stamping.
-            status, body = await anyio.to_thread.run_sync(self.render, query)
+            answer = await anyio.to_thread.run_sync(self.render, query)
+        status, body = answer
         if fault is Fault.DROP_CONNECTION:
             # Promise the whole body, deliver half, then fail: the server closes
             # the connection and the client sees it die mid-response.
@@ -159,7 +165,7 @@ def build_app(emulator: Emulator) -> Starlette:
     routes = [
         Route(
             "/stats/v1/usage",
-            _ApiEndpoint(emulator, emulator.usage_response, emulator.usage_is_cached),
+            _ApiEndpoint(emulator, emulator.usage_response, emulator.cached_usage_response),
         ),
         Route("/stats/v1/filters/instances", _ApiEndpoint(emulator, emulator.instances_response)),
         # Admin endpoints for an emulator in another process; no auth, never logged.

@@ -218,8 +218,28 @@ class Emulator:
         query = self._parsed_query(query_string)
         if isinstance(query, BadRequest):
             return 400, error_body(400, query.message)
+        return 200, self._usage_page(self._result(self._cache_key(query)), query)
+
+    def cached_usage_response(self, query_string: str) -> tuple[int, bytes] | None:
+        """`usage_response` if it needs no aggregation (a cached result, or a 400), else None."""
+        query = self._parsed_query(query_string)
+        if isinstance(query, BadRequest):
+            return 400, error_body(400, query.message)
+        key = self._cache_key(query)
+        with self._lock:
+            result = self._results.get(key)
+            if result is None:
+                return None
+            self._results.move_to_end(key)
+        return 200, self._usage_page(result, query)
+
+    @staticmethod
+    def _cache_key(query: UsageQuery) -> _CacheKey:
         low, high = epoch_bounds(query.date_from, query.date_to)
-        result = self._result((query.product, low, high, query.grouping, query.instances))
+        return (query.product, low, high, query.grouping, query.instances)
+
+    @staticmethod
+    def _usage_page(result: _Result, query: UsageQuery) -> bytes:
         page_key = (query.page, query.per_page)
         body = result.pages.get(page_key)
         if body is None:
@@ -229,16 +249,7 @@ class Emulator:
             # Bounded by the number of distinct (page, per_page) pairs clients ask for.
             if len(result.pages) < 1024:
                 result.pages[page_key] = body
-        return 200, body
-
-    def usage_is_cached(self, query_string: str) -> bool:
-        """Whether `usage_response` can answer without aggregating (or is a quick 400)."""
-        query = self._parsed_query(query_string)
-        if isinstance(query, BadRequest):
-            return True
-        low, high = epoch_bounds(query.date_from, query.date_to)
-        with self._lock:
-            return (query.product, low, high, query.grouping, query.instances) in self._results
+        return body
 
     def instances_response(self, query_string: str) -> tuple[int, bytes]:
         """Status and body for ``GET /stats/v1/filters/instances?<query_string>``."""
