@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import heapq
 import math
 import os
 import warnings
-from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping
 from types import TracebackType
 from typing import Any, Self
@@ -251,8 +251,10 @@ class AsyncClient:
                 # Notes when the request really goes out (after any connect).
                 extensions={"trace": timing.trace},
             )
-            retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            # Only a 429's Retry-After is used (RateLimitError carries it).
+            retry_after = None
             if response.status_code == 429:
+                retry_after = parse_retry_after(response.headers.get("Retry-After"))
                 self._counters.rate_limited += 1
                 # Hold back every task of this key, not just the one that was
                 # refused, and before the slot is given back: released first, it
@@ -408,7 +410,13 @@ class AsyncClient:
         query = UsageQuery.build(product, date_from, date_to, group_by, instances)
         done = dict(done or {})
         await self._unknown_instances(query)
-        pending: deque[_PageJob] = deque()
+        # Earlier windows first, so rows flow roughly in chronological order;
+        # (window, page) is unique, so the heap never compares the jobs themselves.
+        pending: list[tuple[int, int, _PageJob]] = []
+
+        def queue(jobs: Iterable[_PageJob]) -> None:
+            for job in jobs:
+                heapq.heappush(pending, (job.window_index, job.number, job))
 
         def remaining(window_index: int, window: Window, total_pages: int) -> list[_PageJob]:
             return [
@@ -420,9 +428,9 @@ class AsyncClient:
         for index, window in enumerate(query.windows()):
             known_total = done.get((index, 1))
             if known_total is None:
-                pending.append(_PageJob(index, window, 1))
+                queue([_PageJob(index, window, 1)])
             else:
-                pending.extend(remaining(index, window, known_total))
+                queue(remaining(index, window, known_total))
 
         fetched: dict[_PageJob, UsagePage] = {}
 
@@ -436,7 +444,7 @@ class AsyncClient:
         round_size = self._concurrency * _ROUND_PAGES_PER_SLOT
         first_round = True
         while pending:
-            batch = [pending.popleft() for _ in range(min(round_size, len(pending)))]
+            batch = [heapq.heappop(pending)[2] for _ in range(min(round_size, len(pending)))]
             await fan_out(
                 batch, fetch, on_page, concurrency=self._concurrency, first_alone=first_round
             )
@@ -449,9 +457,7 @@ class AsyncClient:
                         remaining(job.window_index, job.window, page.pagination.total_pages)
                     )
                 yield FetchedPage(job.window_index, job.window, job.number, page)
-            # Earlier windows first, so rows flow roughly in chronological order.
-            pending.extend(revealed)
-            pending = deque(sorted(pending, key=lambda job: (job.window_index, job.number)))
+            queue(revealed)
 
     async def iter_usage(
         self,
