@@ -18,7 +18,7 @@ Outside pytest, or for a non-default config::
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import pytest
@@ -28,6 +28,7 @@ from .emulator import DEFAULT_KEY, Emulator, EmulatorConfig, RunningEmulator, se
 __all__ = [
     "DEFAULT_KEY",
     "emulator_server",
+    "max_in_window",
     "oxystats_emulator",
     "oxystats_emulator_server",
 ]
@@ -40,6 +41,21 @@ def emulator_server(**config: Any) -> contextlib.AbstractContextManager[RunningE
     ``limits``, ``faults``, ...). The server stops when the block exits.
     """
     return serve_in_thread(EmulatorConfig(**config))
+
+
+def max_in_window(times: Iterable[float], window: float) -> int:
+    """The most instants found in any half-open window ``(t - window, t]``.
+
+    For checking a rate limit: pass the arrival times of the emulator's log
+    (``[entry.time for entry in running.emulator.log]``) and the window length.
+    """
+    ordered = sorted(times)
+    best, lo = 0, 0
+    for hi, t in enumerate(ordered):
+        while ordered[lo] <= t - window:
+            lo += 1
+        best = max(best, hi - lo + 1)
+    return best
 
 
 @pytest.fixture(scope="session")

@@ -26,21 +26,11 @@ from oxystats._limits import (
     _Gate,
     default_safety_margin,
 )
+from oxystats.testing import max_in_window
 
 pytestmark = pytest.mark.anyio
 
 FAST = Limit(rate=10_000.0, burst=1_000, in_flight=1_000)  # never the bottleneck
-
-
-def max_in_window(times: list[float], window: float) -> int:
-    """The most start times found in any half-open window ``(t - window, t]``."""
-    times = sorted(times)
-    best, lo = 0, 0
-    for hi, t in enumerate(times):
-        while times[lo] <= t - window:
-            lo += 1
-        best = max(best, hi - lo + 1)
-    return best
 
 
 async def wait_until(predicate: Callable[[], bool]) -> None:

@@ -29,7 +29,7 @@ from oxystats.emulator import (
     RateLimits,
     RunningEmulator,
 )
-from oxystats.testing import DEFAULT_KEY
+from oxystats.testing import DEFAULT_KEY, max_in_window
 
 pytestmark = pytest.mark.anyio
 
@@ -72,17 +72,6 @@ def assert_equals_truth(
 def api_entries(running: RunningEmulator) -> list[LogEntry]:
     """The emulator's log of API requests, in arrival order."""
     return sorted(running.emulator.log.snapshot(), key=lambda entry: entry.time)
-
-
-def max_in_window(times: list[float], window: float) -> int:
-    """The most arrival times found in any half-open window ``(t - window, t]``."""
-    times = sorted(times)
-    best, lo = 0, 0
-    for hi, t in enumerate(times):
-        while times[lo] <= t - window:
-            lo += 1
-        best = max(best, hi - lo + 1)
-    return best
 
 
 async def wait_until(predicate: Callable[[], bool]) -> None:
