@@ -17,24 +17,6 @@ def _position(window_index: int, page_number: int, row_index: int) -> int:
     return (((window_index << _PAGE_BITS) | page_number) << _ROW_BITS) | row_index
 
 
-class _Tally:
-    __slots__ = ("first", "requests", "row", "traffic_bytes")
-
-    def __init__(self, row: UsageRow, first: int) -> None:
-        # The page's own row, reused as is unless another window adds to it.
-        self.row: UsageRow | None = row
-        self.requests = row.requests
-        self.traffic_bytes = row.traffic_bytes
-        self.first = first
-
-    def merged(self, key: tuple[str, ...]) -> UsageRow:
-        return self.row or UsageRow(key, self.requests, self.traffic_bytes)
-
-
-def _first_seen(item: tuple[tuple[str, ...], _Tally]) -> int:
-    return item[1].first
-
-
 class UsageMerger:
     """Sums rows with equal ``grouped_by`` across windows, in any arrival order.
 
@@ -46,25 +28,38 @@ class UsageMerger:
 
     def __init__(self, grouping: tuple[GroupBy, ...]) -> None:
         self._grouping = grouping
-        self._tallies: dict[tuple[str, ...], _Tally] = {}
+        # Per key, the page's own row (replaced by a summed one when another
+        # window adds to it) and the earliest position it was seen at. Two flat
+        # dicts, not an object per key: every object of ours would be one more
+        # for the garbage collector to track, and a backfill's full collections
+        # are what make its rows expensive.
+        self._rows: dict[tuple[str, ...], UsageRow] = {}
+        self._first_seen: dict[tuple[str, ...], int] = {}
         self._requests = 0
         self._traffic_bytes = 0
 
     def add_rows(self, page: UsagePage, window_index: int, page_number: int) -> None:
         """Fold one page's rows in."""
-        tallies = self._tallies
+        rows, first_seen = self._rows, self._first_seen
         base = _position(window_index, page_number, 0)
-        for index, row in enumerate(page.data):
-            position = base + index
-            tally = tallies.get(row.grouped_by)
-            if tally is None:
-                tallies[row.grouped_by] = _Tally(row, position)
-                continue
-            tally.row = None
-            tally.requests += row.requests
-            tally.traffic_bytes += row.traffic_bytes
-            if position < tally.first:
-                tally.first = position
+        data = page.data
+        arrived = {row.grouped_by: row for row in data}
+        if len(arrived) == len(data) and rows.keys().isdisjoint(arrived):
+            # The usual case, done in C: every key is new.
+            rows.update(arrived)
+            first_seen.update(zip(arrived, range(base, base + len(data)), strict=True))
+            return
+        for index, row in enumerate(data):
+            key = row.grouped_by
+            seen = rows.get(key)
+            if seen is None:
+                rows[key] = row
+                first_seen[key] = base + index
+            else:
+                rows[key] = UsageRow(
+                    key, seen.requests + row.requests, seen.traffic_bytes + row.traffic_bytes
+                )
+                first_seen[key] = min(first_seen[key], base + index)
 
     def add_totals(self, totals: UsageTotals) -> None:
         """Fold one window's totals in (once per window: they cover all its pages)."""
@@ -73,9 +68,9 @@ class UsageMerger:
 
     def report(self, *, unknown_instances: tuple[str, ...] = ()) -> UsageReport:
         """The merged report, rows in order of first appearance."""
-        ordered = sorted(self._tallies.items(), key=_first_seen)
+        rows = self._rows
         return UsageReport(
-            [tally.merged(key) for key, tally in ordered],
+            [rows[key] for key in sorted(rows, key=self._first_seen.__getitem__)],
             UsageTotals(self._requests, self._traffic_bytes),
             self._grouping,
             unknown_instances,
