@@ -280,7 +280,7 @@ class AsyncClient:
                 lambda: self._send_once(request),
                 self._retry_policy,
                 on_retry=self._on_retry,
-                describe=str(request),
+                describe=request,
             )
         except APIError as exc:
             exc.attempts = self._counters.requests - sent_before

@@ -265,9 +265,10 @@ class _Controller:
         *,
         retryable: Callable[[BaseException], bool],
         on_retry: Callable[[RetryEvent], None] | None,
-        describe: str | None,
+        describe: object,
         clock: Callable[[], float],
         rand: Callable[[], float],
+        started: float,
     ) -> None:
         self.policy = policy
         self.retryable = retryable
@@ -275,7 +276,7 @@ class _Controller:
         self.describe = describe
         self.clock = clock
         self.rand = rand
-        self.started = clock()
+        self.started = started  # the deadline runs from the first attempt
         self.next_wait: float | None = None
 
     @staticmethod
@@ -302,7 +303,7 @@ class _Controller:
     def before_sleep(self, state: tenacity.RetryCallState) -> None:
         exc = self._exception(state)
         wait = state.upcoming_sleep
-        description = self.describe if self.describe is not None else _describe_request(exc)
+        description = str(self.describe) if self.describe is not None else _describe_request(exc)
         reason = _reason(exc)
         logger.info(
             "retry %d/%d in %s s after %s%s",
@@ -332,7 +333,7 @@ async def call_with_retries(
     *,
     retryable: Callable[[BaseException], bool] | None = None,
     on_retry: Callable[[RetryEvent], None] | None = None,
-    describe: str | None = None,
+    describe: object = None,
     sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
     clock: Callable[[], float] = anyio.current_time,
     rand: Callable[[], float] = random.random,
@@ -346,7 +347,8 @@ async def call_with_retries(
             :func:`is_retryable` with ``policy.retry_statuses``.
         on_retry: called with a :class:`RetryEvent` before each retry's wait
             (the client counts retries with it).
-        describe: what is being retried, for the log line, e.g.
+        describe: what is being retried, for the log line: its ``str()``,
+            taken only when there is a retry to log, e.g.
             ``"GET /v2/stats/usage"``; default the ``METHOD /path`` of the
             exception's ``request``, if it has one. Never put secrets in it.
         sleep, clock, rand: injectable for tests; default ``anyio.sleep``,
@@ -361,15 +363,7 @@ async def call_with_retries(
         def retryable(exc: BaseException) -> bool:
             return is_retryable(exc, statuses=statuses)
 
-    controller = _Controller(
-        policy,
-        retryable=retryable,
-        on_retry=on_retry,
-        describe=describe,
-        clock=clock,
-        rand=rand,
-    )
-
+    started = clock()
     # Most calls succeed at once, and building tenacity's machinery costs more
     # than a request's own bookkeeping: make the first attempt bare, and hand
     # tenacity a failure only when there is one to retry.
@@ -379,6 +373,16 @@ async def call_with_retries(
         if not retryable(exc):
             raise
         first_failure: list[Exception] = [exc]
+
+    controller = _Controller(
+        policy,
+        retryable=retryable,
+        on_retry=on_retry,
+        describe=describe,
+        clock=clock,
+        rand=rand,
+        started=started,
+    )
 
     # tenacity awaits `fn` only if it is a coroutine function; a lambda returning
     # an awaitable would be returned unawaited. Wrapping makes both work. Its
