@@ -243,14 +243,16 @@ class AsyncClient:
         self._counters.retries += 1
 
     async def _send_once(self, request: RequestInfo) -> bytes:
+        # Built before the wait: once the limiter says go, every microsecond
+        # until the request is out is lost throughput.
+        http_request = self._http.build_request(
+            "GET", request_url(self._base_url, request), headers=self._request_headers
+        )
         async with self._limiter.slot() as timing:
             self._counters.requests += 1
-            response = await self._http.get(
-                request_url(self._base_url, request),
-                headers=self._request_headers,
-                # Notes when the request really goes out (after any connect).
-                extensions={"trace": timing.trace},
-            )
+            # Notes when the request really goes out (after any connect).
+            http_request.extensions["trace"] = timing.trace
+            response = await self._http.send(http_request)
             # Only a 429's Retry-After is used (RateLimitError carries it).
             retry_after = None
             if response.status_code == 429:
