@@ -2,7 +2,7 @@
 
 Run from the repository root::
 
-    python -m benchmarks.throughput [--quick]
+    python -m benchmarks.throughput [--quick] [--repeat N]
 
 The emulator runs in a subprocess (so this process's CPU time is the client's
 alone) with the documented limits (per key: 10 requests per sliding second and
@@ -17,6 +17,13 @@ each result is checked against the emulator's ground truth. Figures per run:
   client can fetch ``pages`` pages faster under a sliding window of ``burst``
   requests per ``burst / rate`` seconds;
 * client CPU per request sent (and per page), from ``time.process_time()``.
+
+Every run starts with a full garbage collection, so none inherits the
+collector's debts of the one before. ``oxystats`` and ``sequential`` (the two
+the CPU target compares) run ``--repeat`` times (default 2), interleaved; the
+table shows every run. 0 x 429 and the wall-time ratio must hold in *every*
+oxystats run; the CPU verdict compares each approach's best run, as ``timeit``
+does, because a busy machine only ever adds CPU time.
 
 The approaches:
 
@@ -36,8 +43,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import functools
+import gc
 import sys
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -220,6 +229,7 @@ def measure(
     """Run one approach on a reset emulator; read its counters; check its result."""
     reset_emulator(url)
     time.sleep(pause)  # let every window of the previous run age out, on both sides
+    gc.collect()
 
     async def timed() -> tuple[Rows, float, float]:
         cpu0, wall0 = time.process_time(), time.perf_counter()
@@ -243,7 +253,16 @@ def main() -> int:
     """Run the four approaches against one emulator and print the table and verdicts."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="two months instead of a year")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=2,
+        metavar="N",
+        help="runs of oxystats and of the sequential loop, interleaved (default 2)",
+    )
     args = parser.parse_args()
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
     first = date(2025, 1, 1)
     last = date(2025, 2, 28) if args.quick else date(2025, 12, 31)
 
@@ -266,9 +285,11 @@ def main() -> int:
         "--latency",
         str(LATENCY),
     ]
-    approaches: list[tuple[str, Callable[[str], Awaitable[Rows]]]] = [
+    compared: list[tuple[str, Callable[[str], Awaitable[Rows]]]] = [
         ("oxystats", lambda url: with_oxystats(url, first, last)),
         ("sequential httpx", lambda url: sequential(url, first, last)),
+    ]
+    approaches = compared * args.repeat + [
         ("gather, no limiter", lambda url: gathered(url, first, last, None)),
         ("gather + aiolimiter", lambda url: gathered(url, first, last, AsyncLimiter(RATE, 1))),
     ]
@@ -285,29 +306,44 @@ def main() -> int:
         f"{LATENCY * 1000:g} ms latency"
     )
     header = (
-        f"{'approach':<20} {'requests':>8} {'pages':>6} {'429s':>5} {'wall s':>7} "
+        f"{'approach':<22} {'requests':>8} {'pages':>6} {'429s':>5} {'wall s':>7} "
         f"{'bound s':>7} {'ratio':>6} {'best':>6} "
         f"{'CPU us/req':>10} {'CPU us/page':>11} {'result':>7}"
     )
     print(header)
     print("-" * len(header))
+    runs_of = Counter(run.name for run in runs)
+    seen: Counter[str] = Counter()
     for run in runs:
+        seen[run.name] += 1
+        label = f"{run.name} #{seen[run.name]}" if runs_of[run.name] > 1 else run.name
         print(
-            f"{run.name:<20} {run.requests:>8} {run.pages:>6} {run.rate_limited:>5} "
+            f"{label:<22} {run.requests:>8} {run.pages:>6} {run.rate_limited:>5} "
             f"{run.wall:>7.2f} {run.bound:>7.2f} {run.ratio:>6.3f} "
             f"{run.window_bound / run.bound:>6.3f} "
             f"{run.cpu_per_request_us:>10.0f} {run.cpu_per_page_us:>11.0f} "
             f"{'ok' if run.correct else 'WRONG':>7}"
         )
-    ours, seq = runs[0], runs[1]
-    cpu_ratio = ours.cpu_per_request_us / seq.cpu_per_request_us
+    ours = [run for run in runs if run.name == "oxystats"]
+    seq = [run for run in runs if run.name == "sequential httpx"]
+    most_429s = max(run.rate_limited for run in ours)
+    worst_ratio = max(run.ratio for run in ours)
+    our_cpu = min(run.cpu_per_request_us for run in ours)
+    seq_cpu = min(run.cpu_per_request_us for run in seq)
+    cpu_ratio = our_cpu / seq_cpu
+    every = f" in every one of {len(ours)} runs" if len(ours) > 1 else ""
+    lowest = f", each the lowest of {args.repeat} runs" if args.repeat > 1 else ""
     checks = [
-        (ours.rate_limited == 0, f"oxystats provoked {ours.rate_limited} x 429 (target 0)"),
-        (ours.ratio <= MAX_RATIO, f"oxystats wall/bound {ours.ratio:.3f} (target <= {MAX_RATIO})"),
+        (most_429s == 0, f"oxystats provoked {most_429s} x 429{every} (target 0)"),
+        (
+            worst_ratio <= MAX_RATIO,
+            f"oxystats wall/bound at most {worst_ratio:.3f}{every} (target <= {MAX_RATIO})",
+        ),
         (
             cpu_ratio <= MAX_CPU_VS_SEQUENTIAL,
             f"oxystats CPU per request {cpu_ratio:.2f}x the sequential loop's "
-            f"(target <= {MAX_CPU_VS_SEQUENTIAL})",
+            f"({our_cpu:.0f} against {seq_cpu:.0f} us{lowest}; "
+            f"target <= {MAX_CPU_VS_SEQUENTIAL})",
         ),
         (all(run.correct for run in runs), "every approach's merged result equals ground truth"),
     ]
