@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import gc
 import subprocess
 import sys
 from datetime import date
 
 import httpx
 import pytest
+import uvicorn
 from starlette.applications import Starlette
 
 from oxystats.emulator import (
@@ -19,6 +21,7 @@ from oxystats.emulator import (
     RateLimits,
     RunningEmulator,
     create_app,
+    serve,
     serve_in_thread,
 )
 from oxystats.emulator.__main__ import _parser, config_from_args
@@ -124,3 +127,23 @@ def test_command_line_serves_and_prints_the_url() -> None:
         process.terminate()
         out, err = process.communicate(timeout=10)
     assert "cli-key" not in line + out + err
+
+
+def test_serve_freezes_the_startup_heap_before_serving(monkeypatch: pytest.MonkeyPatch) -> None:
+    """serve() moves the startup heap out of the collector's sight before uvicorn runs."""
+    frozen_at_run: list[int] = []
+    urls: list[str] = []
+
+    def run(self: uvicorn.Server, sockets: object = None) -> None:
+        frozen_at_run.append(gc.get_freeze_count())
+
+    monkeypatch.setattr(uvicorn.Server, "run", run)
+    gc.unfreeze()
+    try:
+        serve(EmulatorConfig(), port=0, on_ready=urls.append)
+    finally:
+        gc.unfreeze()  # the test process keeps its collector as it was
+    assert len(frozen_at_run) == 1
+    assert frozen_at_run[0] > 0
+    assert len(urls) == 1
+    assert urls[0].startswith("http://127.0.0.1:")
