@@ -149,7 +149,7 @@ def _freeze_startup_heap() -> None:
 
     Arrivals are timestamped by the app, on the event loop, and a full
     collection that walks every module and the dataset pauses the loop for
-    15-20 ms: requests that arrive meanwhile are stamped late, so the ones a
+    15-30 ms: requests that arrive meanwhile are stamped late, so the ones a
     window after them look early, and the rate limit refuses them. A client
     keeping exactly to the limit would see 429s that a real gateway, which
     stamps on arrival, would not send. Everything built so far lives as long
