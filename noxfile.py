@@ -27,10 +27,12 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """Check style and formatting with ruff."""
+    """Check style and formatting with ruff, and the import contracts with import-linter."""
     install_groups(session, "lint")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
+    # The three programs' seams: see [tool.importlinter] in pyproject.toml.
+    session.run("lint-imports")
 
 
 @nox.session

@@ -1,19 +1,24 @@
 """oxystats: an asyncio-first client for the Oxylabs Dashboard API.
 
-One ``await`` turns a long date range into 31-day windows and pages, fetches
+One `await` turns a long date range into 31-day windows and pages, fetches
 them concurrently within the account's rate limits, retries what is worth
-retrying, and returns typed, merged results::
+retrying, and returns typed, merged results:
 
-    import oxystats
-    from datetime import date
+```python
+import oxystats
+from datetime import date
 
-    async with oxystats.AsyncClient() as client:  # reads OXYLABS_API_KEY
-        report = await client.usage(
-            "HB", date(2025, 1, 1), date(2025, 12, 31), [oxystats.GroupBy.DAY]
-        )
+async with oxystats.AsyncClient() as client:  # reads OXYLABS_API_KEY
+    report = await client.usage("HB", date(2025, 1, 1), date(2025, 12, 31), ["DAY"])
+```
+
+Everything public is importable from here; the modules behind it are private.
 """
 
-from oxystats._client import AsyncClient, ClientStats, FetchedPage
+from types import FunctionType
+
+from oxystats._blocking import Client
+from oxystats._client import AsyncClient, ClientStats
 from oxystats._errors import (
     APIConnectionError,
     APIError,
@@ -27,8 +32,12 @@ from oxystats._errors import (
     ServerError,
     UnknownInstanceWarning,
 )
-from oxystats._limits import Account, Limit
+from oxystats._frames import usage_arrow_schema, usage_arrow_table, usage_columns
+from oxystats._limiter import Account
+from oxystats._limits import Limit
+from oxystats._merge import UsageMerger
 from oxystats._models import (
+    FetchedPage,
     GroupBy,
     Instance,
     InstancesPage,
@@ -40,7 +49,9 @@ from oxystats._models import (
     UsageTotals,
     Window,
 )
-from oxystats._sync import Client
+from oxystats._options import DEFAULT_BASE_URL
+from oxystats._query import UsageQuery
+from oxystats._types import DateLike, GroupByLike, Grouping, InstanceIds, ProductLike, Products
 
 __version__ = "0.1.0"
 
@@ -53,23 +64,43 @@ __all__ = [
     "BadRequestError",
     "Client",
     "ClientStats",
+    "DEFAULT_BASE_URL",
+    "DateLike",
     "FetchedPage",
     "GroupBy",
+    "GroupByLike",
+    "Grouping",
     "Instance",
+    "InstanceIds",
     "InstancesPage",
     "Limit",
     "OxystatsError",
     "Pagination",
     "PermissionDeniedError",
     "Product",
+    "ProductLike",
+    "Products",
     "RateLimitError",
     "RequestInfo",
     "ResponseFormatError",
     "ServerError",
     "UnknownInstanceWarning",
+    "UsageMerger",
     "UsagePage",
+    "UsageQuery",
     "UsageReport",
     "UsageRow",
     "UsageTotals",
     "Window",
+    "usage_arrow_schema",
+    "usage_arrow_table",
+    "usage_columns",
 ]
+
+# Tracebacks and reprs read `oxystats.AuthenticationError`, not the private
+# module a name happens to live in (as httpx does).
+for _name in __all__:
+    _public = globals()[_name]
+    if isinstance(_public, type | FunctionType) and _public.__module__.startswith("oxystats."):
+        _public.__module__ = "oxystats"
+del _name, _public

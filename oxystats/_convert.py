@@ -23,7 +23,7 @@ from oxystats._models import (
     UsageTotals,
 )
 
-__all__ = ["ShapeError", "converter", "structure"]
+__all__: list[str] = []
 
 T = TypeVar("T")
 

@@ -40,8 +40,6 @@ __all__ = [
     "ResponseFormatError",
     "ServerError",
     "UnknownInstanceWarning",
-    "error_for_status",
-    "redact",
 ]
 
 
@@ -77,7 +75,7 @@ class APIError(OxystatsError):
 
     Attributes:
         status_code: the HTTP status.
-        request: the `RequestInfo` of the failing request.
+        request: the [`RequestInfo`][oxystats.RequestInfo] of the failing request.
         body: the response body as text (the key, if the server echoed it, redacted).
         timestamp: when the response arrived, in UTC.
         attempts: how many requests were sent, retries included.

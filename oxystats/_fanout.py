@@ -15,7 +15,7 @@ from typing import Generic, TypeVar
 
 import anyio
 
-__all__ = ["fan_out"]
+__all__: list[str] = []
 
 J = TypeVar("J")
 R = TypeVar("R")

@@ -19,20 +19,10 @@ from datetime import date
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from oxystats._models import GroupBy, UsageRow
-
 if TYPE_CHECKING:
-    from oxystats._models import UsageReport
+    from oxystats._models import GroupBy, UsageRow
 
-__all__ = [
-    "arrow_schema",
-    "arrow_table",
-    "column_names",
-    "require",
-    "to_arrow",
-    "to_pandas",
-    "to_polars",
-]
+__all__ = ["usage_arrow_schema", "usage_arrow_table", "usage_columns"]
 
 _EXTRAS = {"pyarrow": "parquet", "pandas": "pandas", "polars": "polars"}
 
@@ -42,15 +32,24 @@ def require(module: str, what: str) -> ModuleType:
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        extra = _EXTRAS.get(module, module)
+        # "pyarrow.parquet" comes with pyarrow: name the distribution, not the module.
+        distribution = module.partition(".")[0]
+        extra = _EXTRAS.get(distribution, distribution)
         raise ImportError(
-            f"{what} needs {module}, which is not installed: "
-            f"pip install 'oxystats[{extra}]' (or pip install {module})"
+            f"{what} needs {distribution}, which is not installed: "
+            f"pip install 'oxystats[{extra}]' (or pip install {distribution})"
         ) from exc
 
 
-def column_names(grouping: Sequence[GroupBy | str]) -> list[str]:
-    """The columns of a usage table: the groupings (lowercase, in order), then the counts."""
+def usage_columns(grouping: Sequence[GroupBy | str]) -> list[str]:
+    """The columns of a usage table: the groupings (lowercase, in order), then the counts.
+
+    Args:
+        grouping: The [`GroupBy`][oxystats.GroupBy] values (or their names), in order.
+
+    Returns:
+        For example ``["day", "target", "requests", "traffic_bytes"]``.
+    """
     return [str(getattr(g, "value", g)).lower() for g in grouping] + ["requests", "traffic_bytes"]
 
 
@@ -69,13 +68,25 @@ def _columns(
 
 
 def _is_day(grouping: GroupBy | str) -> bool:
-    return str(getattr(grouping, "value", grouping)).upper() == GroupBy.DAY.value
+    return str(getattr(grouping, "value", grouping)).upper() == "DAY"
 
 
-def arrow_schema(grouping: Sequence[GroupBy | str]) -> Any:
-    """The Arrow schema of a usage table (``day`` as ``date32``)."""
+def usage_arrow_schema(grouping: Sequence[GroupBy | str]) -> Any:
+    """The Arrow schema of a usage table.
+
+    Its columns are [`usage_columns`][oxystats.usage_columns], ``day`` as ``date32``.
+
+    Needs the ``parquet`` extra (pyarrow).
+
+    Args:
+        grouping: The [`GroupBy`][oxystats.GroupBy] values (or their names), in order.
+
+    Returns:
+        A `pyarrow.Schema`: grouping columns as ``date32`` (``day``) or
+        ``string``, then ``requests`` and ``traffic_bytes`` as ``int64``.
+    """
     pa = require("pyarrow", "Arrow output")
-    names = column_names(grouping)
+    names = usage_columns(grouping)
     fields = [
         pa.field(name, pa.date32() if _is_day(g) else pa.string(), nullable=False)
         for name, g in zip(names, grouping, strict=False)
@@ -87,8 +98,18 @@ def arrow_schema(grouping: Sequence[GroupBy | str]) -> Any:
     return pa.schema(fields)
 
 
-def arrow_table(grouping: Sequence[GroupBy | str], rows: Iterable[UsageRow]) -> Any:
-    """Rows as a `pyarrow.Table` with `arrow_schema`."""
+def usage_arrow_table(grouping: Sequence[GroupBy | str], rows: Iterable[UsageRow]) -> Any:
+    """Usage rows as a `pyarrow.Table` (needs the ``parquet`` extra).
+
+    Its schema is [`usage_arrow_schema`][oxystats.usage_arrow_schema].
+
+    Handy for writing streamed rows out page by page, for example with a
+    `pyarrow.parquet.ParquetWriter`.
+
+    Args:
+        grouping: The [`GroupBy`][oxystats.GroupBy] values (or their names) of the rows, in order.
+        rows: The rows.
+    """
     pa = require("pyarrow", "Arrow output")
     keys, requests, traffic = _columns(grouping, rows)
     arrays: list[Any] = [
@@ -98,21 +119,21 @@ def arrow_table(grouping: Sequence[GroupBy | str], rows: Iterable[UsageRow]) -> 
         for column, g in zip(keys, grouping, strict=True)
     ]
     arrays += [pa.array(requests, pa.int64()), pa.array(traffic, pa.int64())]
-    return pa.Table.from_arrays(arrays, schema=arrow_schema(grouping))
+    return pa.Table.from_arrays(arrays, schema=usage_arrow_schema(grouping))
 
 
-def to_arrow(report: UsageReport) -> Any:
+def to_arrow(grouping: Sequence[GroupBy | str], rows: Sequence[UsageRow]) -> Any:
     """`UsageReport.to_arrow`: the report's rows as a `pyarrow.Table`."""
     require("pyarrow", "UsageReport.to_arrow()")
-    return arrow_table(report.grouping, report.rows)
+    return usage_arrow_table(grouping, rows)
 
 
-def to_pandas(report: UsageReport) -> Any:
+def to_pandas(grouping: Sequence[GroupBy | str], rows: Sequence[UsageRow]) -> Any:
     """`UsageReport.to_pandas`: the report's rows as a `pandas.DataFrame`."""
     pd = require("pandas", "UsageReport.to_pandas()")
-    keys, requests, traffic = _columns(report.grouping, report.rows)
+    keys, requests, traffic = _columns(grouping, rows)
     data: dict[str, Any] = {}
-    for name, column, g in zip(column_names(report.grouping), keys, report.grouping, strict=False):
+    for name, column, g in zip(usage_columns(grouping), keys, grouping, strict=False):
         data[name] = (
             pd.to_datetime(pd.Series(column, dtype="object"), format="%Y-%m-%d")
             if _is_day(g)
@@ -120,19 +141,19 @@ def to_pandas(report: UsageReport) -> Any:
         )
     data["requests"] = pd.Series(requests, dtype="int64")
     data["traffic_bytes"] = pd.Series(traffic, dtype="int64")
-    return pd.DataFrame(data, columns=column_names(report.grouping))
+    return pd.DataFrame(data, columns=usage_columns(grouping))
 
 
-def to_polars(report: UsageReport) -> Any:
+def to_polars(grouping: Sequence[GroupBy | str], rows: Sequence[UsageRow]) -> Any:
     """`UsageReport.to_polars`: the report's rows as a `polars.DataFrame`."""
     pl = require("polars", "UsageReport.to_polars()")
-    keys, requests, traffic = _columns(report.grouping, report.rows)
-    names = column_names(report.grouping)
+    keys, requests, traffic = _columns(grouping, rows)
+    names = usage_columns(grouping)
     series: list[Any] = [
         pl.Series(name, [date.fromisoformat(v) for v in column], dtype=pl.Date)
         if _is_day(g)
         else pl.Series(name, column, dtype=pl.String)
-        for name, column, g in zip(names, keys, report.grouping, strict=False)
+        for name, column, g in zip(names, keys, grouping, strict=False)
     ]
     series += [
         pl.Series("requests", requests, dtype=pl.Int64),

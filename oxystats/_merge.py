@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from oxystats._models import GroupBy, UsagePage, UsageReport, UsageRow, UsageTotals
+from oxystats._models import FetchedPage, GroupBy, UsagePage, UsageReport, UsageRow, UsageTotals
+from oxystats._query import check_group_by
+from oxystats._types import Grouping
 
 __all__ = ["UsageMerger"]
 
@@ -18,16 +20,32 @@ def _position(window_index: int, page_number: int, row_index: int) -> int:
 
 
 class UsageMerger:
-    """Sums rows with equal ``grouped_by`` across windows, in any arrival order.
+    """Folds fetched pages into one report, as `AsyncClient.usage` does.
 
-    Pages arrive in whatever order the network delivers them, yet the report
-    must not depend on it: each key remembers the earliest position (window,
-    page, row) it was seen at, and rows are ordered by that. Memory holds one
-    entry per distinct key, never the pages themselves.
+    The result is a [`UsageReport`][oxystats.UsageReport], exactly as
+    [`AsyncClient.usage`][oxystats.AsyncClient.usage] would have returned it.
+
+    Rows with equal ``grouped_by`` from different windows are summed, and each
+    window's totals are counted once. Pages may come in any order, yet the
+    report does not depend on it: each key remembers the earliest position
+    (window, page, row) it was seen at, and rows are ordered by that. Memory
+    holds one entry per distinct key, never the pages themselves.
+
+    Example:
+        ```python
+        merger = oxystats.UsageMerger(["DAY"])
+        async with client.stream_usage_pages("HB", start, end, ["DAY"]) as pages:
+            async for fetched in pages:
+                merger.add(fetched)
+        report = merger.report()
+        ```
+
+    Args:
+        grouping: The grouping of the pages, as given to the call that fetched them.
     """
 
-    def __init__(self, grouping: tuple[GroupBy, ...]) -> None:
-        self._grouping = grouping
+    def __init__(self, grouping: Grouping) -> None:
+        self._grouping: tuple[GroupBy, ...] = check_group_by(grouping)
         # Per key, the page's own row (replaced by a summed one when another
         # window adds to it) and the earliest position it was seen at. Two flat
         # dicts, not an object per key: every object of ours would be one more
@@ -38,8 +56,15 @@ class UsageMerger:
         self._requests = 0
         self._traffic_bytes = 0
 
+    def add(self, fetched: FetchedPage) -> None:
+        """Fold one fetched page in: its rows, and its window's totals if it carries them."""
+        self.add_rows(fetched.page, fetched.window_index, fetched.number)
+        totals = fetched.window_totals
+        if totals is not None:
+            self.add_totals(totals)
+
     def add_rows(self, page: UsagePage, window_index: int, page_number: int) -> None:
-        """Fold one page's rows in."""
+        """Fold one page's rows in, at its position (window index, page number)."""
         rows, first_seen = self._rows, self._first_seen
         base = _position(window_index, page_number, 0)
         data = page.data
@@ -67,7 +92,7 @@ class UsageMerger:
         self._traffic_bytes += totals.traffic_bytes
 
     def report(self, *, unknown_instances: tuple[str, ...] = ()) -> UsageReport:
-        """The merged report, rows in order of first appearance."""
+        """The merged report so far, rows in order of first appearance."""
         rows = self._rows
         return UsageReport(
             [rows[key] for key in sorted(rows, key=self._first_seen.__getitem__)],

@@ -19,19 +19,7 @@ from oxystats._errors import (
 )
 from oxystats._models import GroupBy, InstancesPage, UsagePage, Window
 
-__all__ = [
-    "INSTANCES_PATH",
-    "PER_PAGE",
-    "USAGE_PATH",
-    "decode_json",
-    "format_datetime",
-    "instances_request",
-    "parse_instances_page",
-    "parse_usage_page",
-    "raise_for_status",
-    "request_url",
-    "usage_request",
-]
+__all__: list[str] = []
 
 USAGE_PATH = "/stats/v1/usage"
 INSTANCES_PATH = "/stats/v1/filters/instances"

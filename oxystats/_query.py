@@ -8,9 +8,10 @@ from datetime import datetime
 import attrs
 
 from oxystats._models import GroupBy, Window
+from oxystats._types import DateLike, Grouping, InstanceIds, ProductLike
 from oxystats._windows import normalize_range, split_range
 
-__all__ = ["UsageQuery", "check_group_by", "check_instances", "check_product", "check_products"]
+__all__ = ["UsageQuery"]
 
 
 def check_product(product: object, name: str = "product") -> str:
@@ -101,24 +102,40 @@ def check_instances(instances: object) -> tuple[str, ...] | None:
 
 @attrs.frozen
 class UsageQuery:
-    """A checked ``usage`` call: the product, the whole range and how to group it."""
+    """A checked usage query: the product, the whole range, the grouping, the filter.
+
+    Build one with [`UsageQuery.build`][oxystats.UsageQuery.build], which takes
+    the arguments of [`AsyncClient.usage`][oxystats.AsyncClient.usage] and
+    checks them exactly as it does, to plan a call (its `windows`) before
+    making it.
+    """
 
     product: str
+    """The product."""
     start: datetime
+    """The first second of the range, inclusive."""
     end: datetime
+    """The last second of the range, inclusive."""
     grouping: tuple[GroupBy, ...]
+    """The groupings, in order."""
     instances: tuple[str, ...] | None
+    """The instance ids to filter by, or `None` for all."""
 
     @classmethod
     def build(
         cls,
-        product: object,
-        date_from: object,
-        date_to: object,
-        group_by: object,
-        instances: object = None,
+        product: ProductLike,
+        date_from: DateLike,
+        date_to: DateLike,
+        group_by: Grouping,
+        instances: InstanceIds = None,
     ) -> UsageQuery:
-        """Check every argument; raise `ValueError` or `TypeError` on the first bad one."""
+        """Check the arguments of a usage call as `AsyncClient.usage` does.
+
+        Raises:
+            ValueError: An argument has the right type but a wrong value.
+            TypeError: An argument has the wrong type.
+        """
         checked_product = check_product(product)
         start, end = normalize_range(date_from, date_to)
         return cls(

@@ -1,7 +1,7 @@
 """Retries: which failures are worth another try, and how long to wait before it.
 
-One entry point, :func:`call_with_retries`, runs an async callable under a
-:class:`RetryPolicy` with tenacity's ``AsyncRetrying`` (sleeping with
+One entry point, `call_with_retries`, runs an async callable under a
+`RetryPolicy` with tenacity's ``AsyncRetrying`` (sleeping with
 ``anyio.sleep``, so it works on asyncio and on trio) and re-raises the last
 exception itself, never ``tenacity.RetryError``.
 
@@ -11,7 +11,7 @@ attributes instead, which ``oxystats.APIError`` and ``RateLimitError`` have:
 * ``status_code`` (an ``int``): retried if it is in ``RetryPolicy.retry_statuses``
   (429, 500, 502, 503, 504 by default), never otherwise (400, 401, 403, ...);
 * ``retry_after`` (``float | None``): the server's ``Retry-After`` in seconds,
-  already rounded up by :func:`parse_retry_after`; waited exactly, unless it is
+  already rounded up by `parse_retry_after`; waited exactly, unless it is
   longer than ``RetryPolicy.max_retry_after``, in which case the exception is
   raised at once (it carries the value, so the caller can decide).
 
@@ -37,18 +37,7 @@ import attrs
 import httpx
 import tenacity
 
-__all__ = [
-    "DEFAULT_RETRY_POLICY",
-    "RETRY_STATUSES",
-    "RetryEvent",
-    "RetryPolicy",
-    "backoff_cap",
-    "call_with_retries",
-    "compute_wait",
-    "is_retryable",
-    "parse_retry_after",
-    "retry_after_of",
-]
+__all__: list[str] = []
 
 T = TypeVar("T")
 
@@ -344,8 +333,8 @@ async def call_with_retries(
         fn: makes one attempt; called anew for every attempt.
         policy: how many retries and how long to wait.
         retryable: decides which exceptions are retried; default
-            :func:`is_retryable` with ``policy.retry_statuses``.
-        on_retry: called with a :class:`RetryEvent` before each retry's wait
+            `is_retryable` with ``policy.retry_statuses``.
+        on_retry: called with a `RetryEvent` before each retry's wait
             (the client counts retries with it).
         describe: what is being retried, for the log line: its ``str()``,
             taken only when there is a retry to log, e.g.

@@ -13,7 +13,7 @@ from datetime import UTC, date, datetime, time, timedelta
 
 from oxystats._models import Window
 
-__all__ = ["MAX_SPAN", "normalize_range", "split_range"]
+__all__: list[str] = []
 
 MAX_SPAN = timedelta(days=31)
 """The longest ``date_to - date_from`` one request may ask for."""

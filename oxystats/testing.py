@@ -18,12 +18,17 @@ Outside pytest, or for a non-default config::
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-import pytest
-
-from .emulator import DEFAULT_KEY, Emulator, EmulatorConfig, RunningEmulator, serve_in_thread
+from oxystats.emulator import (
+    DEFAULT_KEY,
+    Emulator,
+    EmulatorConfig,
+    RunningEmulator,
+    serve_in_thread,
+)
 
 __all__ = [
     "DEFAULT_KEY",
@@ -58,15 +63,13 @@ def max_in_window(times: Iterable[float], window: float) -> int:
     return best
 
 
-@pytest.fixture(scope="session")
-def oxystats_emulator_server() -> Iterator[RunningEmulator]:
+def _serve_for_the_session() -> Iterator[RunningEmulator]:
     """One emulator server for the whole session (prefer ``oxystats_emulator``)."""
     with serve_in_thread(Emulator()) as running:
         yield running
 
 
-@pytest.fixture
-def oxystats_emulator(oxystats_emulator_server: RunningEmulator) -> RunningEmulator:
+def _fresh_emulator(oxystats_emulator_server: RunningEmulator) -> RunningEmulator:
     """A fresh default `Emulator` served over real HTTP (``.url``, ``.emulator``).
 
     Tests may change ``.emulator.limits`` and ``.emulator.faults`` freely: the
@@ -74,3 +77,13 @@ def oxystats_emulator(oxystats_emulator_server: RunningEmulator) -> RunningEmula
     """
     oxystats_emulator_server.use(Emulator())
     return oxystats_emulator_server
+
+
+# The helpers work without pytest; only the fixtures need it.
+if importlib.util.find_spec("pytest") is not None:
+    import pytest
+
+    oxystats_emulator_server = pytest.fixture(scope="session", name="oxystats_emulator_server")(
+        _serve_for_the_session
+    )
+    oxystats_emulator = pytest.fixture(name="oxystats_emulator")(_fresh_emulator)

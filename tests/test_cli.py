@@ -23,10 +23,9 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner, Result
 
-from oxystats._client import FetchedPage
-from oxystats._models import Pagination, UsagePage, UsageTotals, Window
-from oxystats._progress import PageProgress, progress_enabled
+from oxystats import FetchedPage, Pagination, UsagePage, UsageTotals, Window
 from oxystats.cli import cli
+from oxystats.cli._progress import PageProgress, progress_enabled
 from oxystats.emulator import Faults, RunningEmulator
 from oxystats.testing import DEFAULT_KEY
 

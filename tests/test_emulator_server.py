@@ -24,7 +24,7 @@ from oxystats.emulator import (
     serve,
     serve_in_thread,
 )
-from oxystats.emulator.__main__ import _parser, config_from_args
+from oxystats.emulator._command import _parser, config_from_args
 from oxystats.testing import emulator_server
 
 pytestmark = pytest.mark.anyio

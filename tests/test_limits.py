@@ -17,15 +17,14 @@ from anyio.abc import TaskStatus
 from hypothesis import given
 from hypothesis import strategies as st
 
+from oxystats._limiter import Account, RequestLimiter
 from oxystats._limits import (
     DEFAULT_ACCOUNT_LIMIT,
     DEFAULT_KEY_LIMIT,
-    Account,
     Limit,
-    RequestLimiter,
-    _Gate,
     default_safety_margin,
 )
+from oxystats._schedule import Gate as _Gate
 from oxystats.testing import max_in_window
 
 pytestmark = pytest.mark.anyio

@@ -66,7 +66,7 @@ def test_bad_arguments(kwargs: dict[str, object], error: type[Exception], match:
     }
     arguments.update(kwargs)
     with pytest.raises(error, match=match):
-        UsageQuery.build(**arguments)
+        UsageQuery.build(**arguments)  # type: ignore[arg-type]
 
 
 def test_products_filter() -> None:

@@ -9,10 +9,11 @@ See docs/emulator.md for the data, the limits, the faults and the fixtures.
 
 from __future__ import annotations
 
-from starlette.applications import Starlette
+from typing import TYPE_CHECKING
 
-from ._app import ADMIN_PREFIX
+from ._command import main
 from ._config import (
+    ADMIN_PREFIX,
     DEFAULT_ACCOUNT,
     DEFAULT_KEY,
     Dataset,
@@ -26,6 +27,9 @@ from ._emulator import Emulator, KeyIdentity
 from ._faults import DroppedConnection
 from ._log import Counters, LogEntry
 from ._server import RunningEmulator, serve, serve_in_thread
+
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
 
 __all__ = [
     "ADMIN_PREFIX",
@@ -46,6 +50,7 @@ __all__ = [
     "RateLimits",
     "RunningEmulator",
     "create_app",
+    "main",
     "serve",
     "serve_in_thread",
 ]

@@ -20,6 +20,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from ._config import ADMIN_PREFIX
 from ._faults import DroppedConnection, Fault, FaultDecision
 from ._log import ANONYMOUS, UNKNOWN_KEY
 from ._ratelimit import Ticket
@@ -28,9 +29,8 @@ from ._responses import WRONG_SHAPE_BODY, error_body, headers
 if TYPE_CHECKING:
     from ._emulator import Emulator
 
-__all__ = ["ADMIN_PREFIX", "build_app"]
+__all__ = ["build_app"]
 
-ADMIN_PREFIX = "/__emulator__"
 
 _Render = Callable[[str], tuple[int, bytes]]
 

@@ -15,6 +15,7 @@ from typing import Any
 import attrs
 
 __all__ = [
+    "ADMIN_PREFIX",
     "DEFAULT_ACCOUNT",
     "DEFAULT_KEY",
     "Dataset",
@@ -23,6 +24,9 @@ __all__ = [
     "RateLimitRule",
     "RateLimits",
 ]
+
+ADMIN_PREFIX = "/__emulator__"
+"""Where the emulator's own endpoints (stats, log, reset) live: no auth, never logged."""
 
 DEFAULT_KEY = "test-key"
 """The API key the default configuration accepts."""
@@ -134,7 +138,7 @@ class RateLimits:
 
     @classmethod
     def documented(cls) -> RateLimits:
-        """The vendor page read both ways (see DESIGN.md): per second and in flight.
+        """The vendor's limits read both ways (its page says neither): per second and in flight.
 
         Per key: 10 requests per sliding second and 10 in flight; per account:
         100 per sliding second and 100 in flight.

@@ -3,7 +3,8 @@
 It owns the data, the mutable runtime settings (limits and faults can be
 swapped while serving), the limiter and fault stream, the request log and
 counters, and the caches that make repeated queries cheap. The HTTP side is
-in `_app`; this module answers "what is the body for this query string".
+in `_app`, built only when `Emulator.app` is first asked for; this module
+answers "what is the body for this query string".
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from ._app import build_app
 from ._config import EmulatorConfig, Faults, RateLimits
 from ._dataset import GROUPINGS, Cell, GroundTruth, Row, SyntheticUsage, epoch_bounds, usage_for
 from ._faults import FaultInjector
@@ -77,10 +77,20 @@ class Emulator:
         self._parsed: OrderedDict[str, UsageQuery | BadRequest] = OrderedDict()
         self._instances_json = [record.as_json() for record in self.data.instances]
         self._instance_pages: dict[str, tuple[int, bytes]] = {}
-        self.app: Starlette = build_app(self)
+        self._app: Starlette | None = None
 
     def __repr__(self) -> str:
         return f"Emulator(dataset={self.config.dataset!r}, requests={self.counters.total})"
+
+    @property
+    def app(self) -> Starlette:
+        """The Starlette app serving this emulator (built on first use; needs starlette)."""
+        if self._app is None:
+            # Imported here: the state above loads, and answers, without Starlette.
+            from ._app import build_app
+
+            self._app = build_app(self)
+        return self._app
 
     # -- runtime settings ---------------------------------------------------------------
 

@@ -14,13 +14,14 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
-
-import uvicorn
-from starlette.types import Receive, Scope, Send
+from typing import TYPE_CHECKING
 
 from ._config import EmulatorConfig
 from ._emulator import Emulator
 from ._faults import DroppedConnection
+
+if TYPE_CHECKING:
+    from starlette.types import Receive, Scope, Send
 
 __all__ = ["RunningEmulator", "serve", "serve_in_thread"]
 
@@ -113,6 +114,8 @@ def serve_in_thread(
     ``target`` is an `Emulator`, or the config of a new one (default config if
     ``None``). ``port=0`` picks a free port; see ``RunningEmulator.url``.
     """
+    import uvicorn  # the emulator's state loads without the server's dependencies
+
     slot = _Slot(_emulator_of(target))
     sock = _bind(host, port)
     config = uvicorn.Config(
@@ -172,6 +175,8 @@ def serve(
 
     ``on_ready`` is called with the URL once the port is bound.
     """
+    import uvicorn  # the emulator's state loads without the server's dependencies
+
     emulator = _emulator_of(config)
     sock = _bind(host, port)
     uvicorn_config = uvicorn.Config(

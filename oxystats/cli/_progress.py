@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import IO, Any, Self
 
-from oxystats._client import ClientStats, FetchedPage
+from oxystats import ClientStats, FetchedPage
 
 __all__ = ["PageProgress", "progress_enabled"]
 

@@ -11,19 +11,39 @@ from datetime import date, timedelta
 from typing import Any
 
 import anyio
+import click
 
-from oxystats._client import AsyncClient
-from oxystats._limits import Limit
-from oxystats._merge import UsageMerger
-from oxystats._models import GroupBy
-from oxystats._progress import PageProgress, progress_enabled
-from oxystats._query import UsageQuery
+from oxystats import AsyncClient, GroupBy, Limit, UsageMerger, UsageQuery
+from oxystats.cli._group import debug_option
+from oxystats.cli._progress import PageProgress, progress_enabled
 
-__all__ = ["run_demo"]
+__all__ = ["demo"]
 
 _DEMO_START = date(2025, 1, 1)
 _DEMO_LATENCY = 0.04
 _DEMO_JITTER = 0.01
+
+
+@click.command()
+@click.option(
+    "--days",
+    type=click.IntRange(1, 366),
+    default=365,
+    show_default=True,
+    help="How many days from 2025-01-01 to fetch (shorter is quicker).",
+)
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@click.option("--backend", type=click.Choice(["asyncio", "trio"]), default="asyncio", hidden=True)
+@debug_option
+def demo(days: int, quiet: bool, backend: str) -> None:
+    """A one-year backfill (HB, by day and target) against a local emulator: no key, no network.
+
+    The emulator enforces the documented limits (10 requests per second per
+    key) with 40 ms of latency; the client uses its defaults. The summary
+    compares the wall time with the physical bound: N requests at 10 per
+    second cannot take less than (N - burst) / 10 s plus one round trip.
+    """
+    run_demo(days=days, quiet=quiet, backend=backend)
 
 
 def run_demo(*, days: int, quiet: bool, backend: str) -> None:
@@ -76,9 +96,7 @@ def run_demo(*, days: int, quiet: bool, backend: str) -> None:
                     pages = client.iter_usage_pages("HB", start, end, grouping)
                     async with contextlib.aclosing(pages):
                         async for fetched in pages:
-                            merger.add_rows(fetched.page, fetched.window_index, fetched.number)
-                            if fetched.number == 1:
-                                merger.add_totals(fetched.page.totals)
+                            merger.add(fetched)
                             progress.page(fetched)
                 wall = time.perf_counter() - began
                 return merger.report(), client.stats, wall

@@ -11,15 +11,20 @@ from __future__ import annotations
 import functools
 import threading
 import weakref
-from collections.abc import AsyncIterator, Generator, Iterable, Mapping
+from collections.abc import AsyncIterator, Generator
 from contextlib import AbstractContextManager
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Self, TypeVar
 
 import anyio.from_thread
+import httpx
 
-from oxystats._client import AsyncClient, ClientStats, FetchedPage
-from oxystats._models import Instance, UsageReport, UsageRow
+from oxystats._client import AsyncClient, ClientStats
+from oxystats._limiter import Account
+from oxystats._limits import Limit
+from oxystats._models import FetchedPage, Instance, UsageReport, UsageRow
+from oxystats._pages import Done
+from oxystats._types import DateLike, Grouping, InstanceIds, ProductLike, Products
 
 __all__ = ["Client"]
 
@@ -36,25 +41,60 @@ async def _next(iterator: AsyncIterator[T]) -> tuple[bool, T | None]:
 class Client:
     """The blocking twin of `AsyncClient`: the same arguments, methods and results.
 
-    Use it as a context manager, or call `close` when done::
+    It runs [`AsyncClient`][oxystats.AsyncClient] in an event loop of its own,
+    in a background thread.
 
-        with oxystats.Client() as client:  # reads OXYLABS_API_KEY
-            report = client.usage("HB", date(2025, 1, 1), date(2025, 12, 31), ["DAY"])
+    Use it as a context manager, or call `close` when done:
 
-    Every keyword argument of `AsyncClient` is accepted; ``backend`` picks
-    the event loop run in the background thread (``"asyncio"`` or ``"trio"``).
+    ```python
+    with oxystats.Client() as client:  # reads OXYLABS_API_KEY
+        report = client.usage("HB", date(2025, 1, 1), date(2025, 12, 31), ["DAY"])
+    ```
+
     Do not call it from inside a running event loop's thread: there, use
-    `AsyncClient`.
+    [`AsyncClient`][oxystats.AsyncClient].
+
+    Args:
+        api_key: As for [`AsyncClient`][oxystats.AsyncClient].
+        base_url: As for [`AsyncClient`][oxystats.AsyncClient].
+        timeout: As for [`AsyncClient`][oxystats.AsyncClient].
+        max_retries: As for [`AsyncClient`][oxystats.AsyncClient].
+        deadline: As for [`AsyncClient`][oxystats.AsyncClient].
+        http_client: As for [`AsyncClient`][oxystats.AsyncClient]; it must not be
+            used by another event loop.
+        key_limit: As for [`AsyncClient`][oxystats.AsyncClient].
+        account: As for [`AsyncClient`][oxystats.AsyncClient].
+        backend: The event loop run in the background thread: ``"asyncio"`` or ``"trio"``.
     """
 
     def __init__(
-        self, api_key: str | None = None, *, backend: str = "asyncio", **options: Any
+        self,
+        api_key: str | None = None,
+        *,
+        base_url: str | None = None,
+        timeout: float = 30.0,
+        max_retries: int = 6,
+        deadline: float | None = None,
+        http_client: httpx.AsyncClient | None = None,
+        key_limit: Limit | None = None,
+        account: Account | None = None,
+        backend: str = "asyncio",
     ) -> None:
         self._runner = _Runner(backend)
+        make_client = functools.partial(
+            AsyncClient,
+            api_key,
+            base_url=base_url,
+            timeout=timeout,
+            max_retries=max_retries,
+            deadline=deadline,
+            http_client=http_client,
+            key_limit=key_limit,
+            account=account,
+        )
         try:
-            self._client: AsyncClient = self._runner.portal.call(
-                functools.partial(_make_client, api_key, options)
-            )
+            # Made in the portal's event loop thread: the httpx pool belongs to that loop.
+            self._client: AsyncClient = self._runner.portal.call(make_client)
         except BaseException:
             self._runner.stop()
             raise
@@ -102,20 +142,26 @@ class Client:
         self._check_open()
         return self._portal.call(lambda: self._client.stats)
 
-    def instances(self, products: Iterable[str] | str | None = None) -> list[Instance]:
-        """Every instance the key may see; see `AsyncClient.instances`."""
+    def instances(self, products: Products = None) -> list[Instance]:
+        """Every instance the key may see.
+
+        See [`AsyncClient.instances`][oxystats.AsyncClient.instances].
+        """
         self._check_open()
         return self._portal.call(self._client.instances, products)
 
     def usage(
         self,
-        product: str,
-        date_from: Any,
-        date_to: Any,
-        group_by: Any,
-        instances: Iterable[str] | None = None,
+        product: ProductLike,
+        date_from: DateLike,
+        date_to: DateLike,
+        group_by: Grouping,
+        instances: InstanceIds = None,
     ) -> UsageReport:
-        """Usage over any range, grouped, merged and totalled; see `AsyncClient.usage`."""
+        """Usage over any range, grouped, merged and totalled.
+
+        See [`AsyncClient.usage`][oxystats.AsyncClient.usage].
+        """
         self._check_open()
         report: UsageReport = self._portal.call(
             self._client.usage, product, date_from, date_to, group_by, instances
@@ -124,15 +170,18 @@ class Client:
 
     def iter_usage_pages(
         self,
-        product: str,
-        date_from: Any,
-        date_to: Any,
-        group_by: Any,
-        instances: Iterable[str] | None = None,
+        product: ProductLike,
+        date_from: DateLike,
+        date_to: DateLike,
+        group_by: Grouping,
+        instances: InstanceIds = None,
         *,
-        done: Mapping[tuple[int, int], int] | None = None,
+        done: Done | None = None,
     ) -> Generator[FetchedPage, None, None]:
-        """The pages behind `usage`, as fetched; see `AsyncClient.iter_usage_pages`."""
+        """The pages behind `usage`, as fetched, one at a time.
+
+        See [`AsyncClient.iter_usage_pages`][oxystats.AsyncClient.iter_usage_pages].
+        """
         self._check_open()
         pages = self._client.iter_usage_pages(
             product, date_from, date_to, group_by, instances, done=done
@@ -141,13 +190,16 @@ class Client:
 
     def iter_usage(
         self,
-        product: str,
-        date_from: Any,
-        date_to: Any,
-        group_by: Any,
-        instances: Iterable[str] | None = None,
+        product: ProductLike,
+        date_from: DateLike,
+        date_to: DateLike,
+        group_by: Grouping,
+        instances: InstanceIds = None,
     ) -> Generator[UsageRow, None, None]:
-        """Stream the (unmerged, per-window) rows of `usage`; see `AsyncClient.iter_usage`."""
+        """Stream the (unmerged, per-window) rows of `usage`.
+
+        See [`AsyncClient.iter_usage`][oxystats.AsyncClient.iter_usage].
+        """
         for fetched in self.iter_usage_pages(product, date_from, date_to, group_by, instances):
             yield from fetched.page.data
 
@@ -188,8 +240,3 @@ class _Runner:
                 self.portal.call(self.client.aclose)
         finally:
             self._portal_cm.__exit__(None, None, None)
-
-
-def _make_client(api_key: str | None, options: dict[str, Any]) -> AsyncClient:
-    # Runs in the portal's event loop thread: the httpx pool belongs to that loop.
-    return AsyncClient(api_key, **options)

@@ -21,8 +21,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any, Protocol
 
-from oxystats._frames import arrow_schema, require
-from oxystats._models import GroupBy, UsageRow
+from oxystats import GroupBy, UsageRow, usage_arrow_schema
 
 __all__ = [
     "FORMATS",
@@ -185,9 +184,17 @@ class ParquetWriter:
     """Parquet through pyarrow (the ``parquet`` extra), one row group per 65,536 rows."""
 
     def __init__(self, stream: IO[bytes], grouping: Sequence[GroupBy | str]) -> None:
-        self._pq = require("pyarrow.parquet", "Parquet output")
-        self._pa = require("pyarrow", "Parquet output")
-        self._schema = arrow_schema(grouping)
+        try:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+        except ImportError as exc:
+            raise ImportError(
+                "Parquet output needs pyarrow, which is not installed: "
+                "pip install 'oxystats[parquet]'"
+            ) from exc
+        self._pq = pq
+        self._pa = pa
+        self._schema = usage_arrow_schema(grouping)
         self._day = [str(getattr(g, "value", g)).upper() == "DAY" for g in grouping]
         self._writer = self._pq.ParquetWriter(stream, self._schema)
         self._buffer: list[Record] = []

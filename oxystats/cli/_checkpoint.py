@@ -25,8 +25,7 @@ from typing import Any, Self
 
 import attrs
 
-from oxystats._client import FetchedPage
-from oxystats._models import Pagination, UsagePage, UsageRow, UsageTotals
+from oxystats import FetchedPage, Pagination, UsagePage, UsageQuery, UsageRow, UsageTotals
 
 __all__ = ["Checkpoint", "CheckpointMismatchError", "StoredPage"]
 
@@ -183,14 +182,24 @@ class Checkpoint:
                 tuple(UsageRow(tuple(key), req, size) for key, req, size in json.loads(rows)),
             )
 
-    def as_usage_page(self, stored: StoredPage, grouping: tuple[str, ...]) -> UsagePage:
-        """A stored page as a `UsagePage` (pagination reduced to what was stored)."""
-        return UsagePage(
-            stored.rows,
-            stored.totals,
-            Pagination(stored.page_number, 100, len(stored.rows), stored.total_pages),
-            grouping,
-        )
+    def fetched_pages(self, query: UsageQuery) -> Iterator[FetchedPage]:
+        """Every stored page of ``query`` as fetched, in (window, page) order.
+
+        Pagination is reduced to what was stored: the page number and the
+        window's page count.
+        """
+        windows = query.windows()
+        grouping = tuple(group.value for group in query.grouping)
+        for stored in self.pages():
+            page = UsagePage(
+                stored.rows,
+                stored.totals,
+                Pagination(stored.page_number, 100, len(stored.rows), stored.total_pages),
+                grouping,
+            )
+            yield FetchedPage(
+                stored.window_index, windows[stored.window_index], stored.page_number, page
+            )
 
 
 class _Transaction:

@@ -1,0 +1,41 @@
+"""``oxystats instances``: the product instances the key may see."""
+
+from __future__ import annotations
+
+import anyio
+import click
+
+from oxystats.cli._options import ClientSettings, client_options, pick_format
+from oxystats.cli._output import atomic_output, make_writer
+
+__all__ = ["instances"]
+
+
+@click.command()
+@click.option(
+    "--product", "products", multiple=True, metavar="PRODUCT", help="Only these (repeatable)."
+)
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "csv", "json", "jsonl"]), help="Output format."
+)
+@click.option("-o", "--output", metavar="FILE", help="Write here instead of standard output.")
+@client_options
+def instances(
+    products: tuple[str, ...], fmt: str | None, output: str | None, settings: ClientSettings
+) -> None:
+    """List the product instances the key may see."""
+    fmt = pick_format(fmt, output)
+    if fmt == "parquet":
+        raise click.BadParameter("parquet is for usage only", param_hint="'--format'")
+    client = settings.make_client()
+
+    async def fetch() -> list[tuple[str, str, str, str]]:
+        async with client:
+            found = await client.instances(products or None)
+        return [(i.uuid, i.name, i.status, i.product) for i in found]
+
+    records = anyio.run(fetch, backend=settings.backend)
+    with atomic_output(output) as stream:
+        writer = make_writer(fmt, stream, ["uuid", "name", "status", "product"], title="instances")
+        writer.write(records)
+        writer.close()

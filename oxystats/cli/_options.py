@@ -1,0 +1,226 @@
+"""The options the commands share: dates, groupings, and how to reach the API."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import sys
+import warnings
+from collections.abc import Callable, Iterator
+from datetime import date, datetime
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+import attrs
+import click
+
+from oxystats import DEFAULT_BASE_URL, AsyncClient, GroupBy, Limit, UnknownInstanceWarning
+from oxystats.cli._group import API_KEY_ENV, debug_option
+from oxystats.cli._output import format_for
+
+__all__ = ["DATE", "GROUP_BY", "ClientSettings", "client_options"]
+
+if TYPE_CHECKING:  # click >= 8.2 types ParamType by its value; older click is not generic.
+    _DateParamType = click.ParamType[date | datetime]
+else:
+    _DateParamType = click.ParamType
+
+
+class DateOrDatetime(_DateParamType):
+    """``YYYY-MM-DD`` (a whole UTC day) or an ISO 8601 datetime with an offset."""
+
+    name = "DATE"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> date | datetime:
+        if isinstance(value, date):
+            return value
+        text = str(value).strip()
+        if "T" not in text.upper() and " " not in text:
+            try:
+                return date.fromisoformat(text)
+            except ValueError:
+                pass
+        try:
+            parsed = datetime.fromisoformat(text)
+        except ValueError:
+            self.fail(
+                f"{value!r} is neither a date (YYYY-MM-DD) nor an ISO 8601 datetime "
+                "(YYYY-MM-DDTHH:MM:SS+HH:MM)",
+                param,
+                ctx,
+            )
+        if parsed.utcoffset() is None:
+            self.fail(
+                f"{value!r} has no UTC offset; add one (Z or +HH:MM) or give a date YYYY-MM-DD",
+                param,
+                ctx,
+            )
+        return parsed
+
+
+DATE = DateOrDatetime()
+GROUP_BY = click.Choice([g.value for g in GroupBy], case_sensitive=False)
+
+
+@attrs.frozen
+class ClientSettings:
+    """What the shared options say about the client to build."""
+
+    api_key_file: Path | None
+    base_url: str | None
+    limit: Limit
+    timeout: float
+    max_retries: int
+    quiet: bool
+    backend: str
+
+    def read_key(self) -> str:
+        """The API key, from ``--api-key-file`` or the environment; never printed."""
+        if self.api_key_file is not None:
+            try:
+                key = self.api_key_file.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ValueError(
+                    f"cannot read --api-key-file {self.api_key_file}: {exc.strerror or exc}"
+                ) from None
+            if not key:
+                raise ValueError(f"--api-key-file {self.api_key_file} is empty")
+            return key
+        key = os.environ.get(API_KEY_ENV, "").strip()
+        if not key:
+            raise ValueError(f"no API key: set {API_KEY_ENV} or pass --api-key-file FILE")
+        return key
+
+    def make_client(self) -> AsyncClient:
+        """The client, checked now, before any event loop or request: bad options exit 2."""
+        return AsyncClient(
+            self.read_key(),
+            base_url=self.base_url,
+            timeout=self.timeout,
+            max_retries=self.max_retries,
+            key_limit=self.limit,
+        )
+
+
+def client_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Add where the API is, how to authenticate, how fast to go and how much to say.
+
+    The command receives them as one `ClientSettings`, ``settings``.
+    """
+    options: list[Callable[[Any], Any]] = [
+        click.option(
+            "--api-key-file",
+            type=click.Path(dir_okay=False, path_type=Path),
+            help=f"Read the API key from this file (default: ${API_KEY_ENV}).",
+        ),
+        click.option(
+            "--base-url",
+            metavar="URL",
+            help=(
+                "Where the API is, for example a local `oxystats emulator` "
+                f"(default: $OXYLABS_BASE_URL, else {DEFAULT_BASE_URL})."
+            ),
+        ),
+        click.option(
+            "--rate",
+            type=click.FloatRange(min=0, min_open=True),
+            default=10.0,
+            show_default=True,
+            help="Requests per second for this key.",
+        ),
+        click.option(
+            "--burst",
+            type=click.IntRange(min=1),
+            default=10,
+            show_default=True,
+            help="Requests that may start at once after a quiet spell.",
+        ),
+        click.option(
+            "--in-flight",
+            type=click.IntRange(min=1),
+            default=10,
+            show_default=True,
+            help="Requests outstanding at once.",
+        ),
+        click.option(
+            "--timeout",
+            type=click.FloatRange(min=0, min_open=True),
+            default=30.0,
+            show_default=True,
+            help="Seconds per request.",
+        ),
+        click.option(
+            "--max-retries",
+            type=click.IntRange(min=0),
+            default=6,
+            show_default=True,
+            help="Retries of a request after 429, 5xx or a network failure.",
+        ),
+        click.option("-q", "--quiet", is_flag=True, help="No progress bar."),
+        click.option(
+            "--backend",
+            type=click.Choice(["asyncio", "trio"]),
+            default="asyncio",
+            hidden=True,
+        ),
+        debug_option,
+    ]
+
+    @functools.wraps(command)
+    def with_settings(
+        *args: Any,
+        api_key_file: Path | None,
+        base_url: str | None,
+        rate: float,
+        burst: int,
+        in_flight: int,
+        timeout: float,
+        max_retries: int,
+        quiet: bool,
+        backend: str,
+        **kwargs: Any,
+    ) -> Any:
+        settings = ClientSettings(
+            api_key_file=api_key_file,
+            base_url=base_url,
+            limit=Limit(rate, burst, in_flight),
+            timeout=timeout,
+            max_retries=max_retries,
+            quiet=quiet,
+            backend=backend,
+        )
+        return command(*args, settings=settings, **kwargs)
+
+    decorated: Callable[..., Any] = with_settings
+    for option in reversed(options):
+        decorated = option(decorated)
+    return decorated
+
+
+@contextlib.contextmanager
+def warnings_as_lines() -> Iterator[None]:
+    """Show the library's warnings as ``oxystats: warning: ...`` lines on stderr."""
+
+    def show(message: Warning | str, *args: Any, **kwargs: Any) -> None:
+        click.echo(f"oxystats: warning: {message}", err=True)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", UnknownInstanceWarning)
+        warnings.showwarning = show
+        yield
+
+
+def isatty(stream: IO[Any]) -> bool:
+    """Whether ``stream`` is a terminal (and not closed or a fake)."""
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def pick_format(fmt: str | None, output: str | None) -> str:
+    """The output format asked for, else one from the file name or the terminal."""
+    return fmt or format_for(output, interactive=isatty(sys.stdout))
