@@ -32,6 +32,7 @@ from oxystats._errors import (
     ServerError,
     UnknownInstanceWarning,
 )
+from oxystats._events import ClientEvent, EventHook, PauseEvent, RequestEvent
 from oxystats._frames import usage_arrow_schema, usage_arrow_table, usage_columns
 from oxystats._limiter import Account
 from oxystats._limits import Limit
@@ -51,9 +52,10 @@ from oxystats._models import (
 )
 from oxystats._options import DEFAULT_BASE_URL
 from oxystats._query import UsageQuery
+from oxystats._retry import RetryEvent
+from oxystats._streams import PageStream, RowStream
 from oxystats._types import DateLike, GroupByLike, Grouping, InstanceIds, ProductLike, Products
-
-__version__ = "0.1.0"
+from oxystats._version import __version__ as __version__
 
 __all__ = [
     "APIConnectionError",
@@ -63,9 +65,11 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "Client",
+    "ClientEvent",
     "ClientStats",
     "DEFAULT_BASE_URL",
     "DateLike",
+    "EventHook",
     "FetchedPage",
     "GroupBy",
     "GroupByLike",
@@ -75,14 +79,19 @@ __all__ = [
     "InstancesPage",
     "Limit",
     "OxystatsError",
+    "PageStream",
     "Pagination",
+    "PauseEvent",
     "PermissionDeniedError",
     "Product",
     "ProductLike",
     "Products",
     "RateLimitError",
+    "RequestEvent",
     "RequestInfo",
     "ResponseFormatError",
+    "RetryEvent",
+    "RowStream",
     "ServerError",
     "UnknownInstanceWarning",
     "UsageMerger",

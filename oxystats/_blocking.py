@@ -11,15 +11,17 @@ from __future__ import annotations
 import functools
 import threading
 import weakref
-from collections.abc import AsyncIterator, Generator
+from collections.abc import AsyncIterator, Generator, Sequence
 from contextlib import AbstractContextManager
 from types import TracebackType
 from typing import Self, TypeVar
 
 import anyio.from_thread
 import httpx
+import sniffio
 
 from oxystats._client import AsyncClient, ClientStats
+from oxystats._events import EventHook
 from oxystats._limiter import Account
 from oxystats._limits import Limit
 from oxystats._models import FetchedPage, Instance, UsageReport, UsageRow
@@ -64,6 +66,8 @@ class Client:
             used by another event loop.
         key_limit: As for [`AsyncClient`][oxystats.AsyncClient].
         account: As for [`AsyncClient`][oxystats.AsyncClient].
+        event_hooks: As for [`AsyncClient`][oxystats.AsyncClient]; they are
+            called in the client's own event loop thread.
         backend: The event loop run in the background thread: ``"asyncio"`` or ``"trio"``.
     """
 
@@ -72,14 +76,16 @@ class Client:
         api_key: str | None = None,
         *,
         base_url: str | None = None,
-        timeout: float = 30.0,
+        timeout: float | None = None,
         max_retries: int = 6,
         deadline: float | None = None,
         http_client: httpx.AsyncClient | None = None,
         key_limit: Limit | None = None,
         account: Account | None = None,
+        event_hooks: Sequence[EventHook] = (),
         backend: str = "asyncio",
     ) -> None:
+        _refuse_running_event_loop()
         self._runner = _Runner(backend)
         make_client = functools.partial(
             AsyncClient,
@@ -91,6 +97,7 @@ class Client:
             http_client=http_client,
             key_limit=key_limit,
             account=account,
+            event_hooks=event_hooks,
         )
         try:
             # Made in the portal's event loop thread: the httpx pool belongs to that loop.
@@ -130,6 +137,7 @@ class Client:
     def _check_open(self) -> None:
         if self._runner.closed:
             raise RuntimeError("this oxystats.Client is closed")
+        _refuse_running_event_loop()
 
     @property
     def base_url(self) -> str:
@@ -216,6 +224,18 @@ class Client:
             aclose = getattr(pages, "aclose", None)
             if aclose is not None and not self._runner.closed:
                 self._portal.call(aclose)
+
+
+def _refuse_running_event_loop() -> None:
+    """Fail at once where blocking would freeze a running event loop for the whole call."""
+    try:
+        library = sniffio.current_async_library()
+    except sniffio.AsyncLibraryNotFoundError:
+        return
+    raise RuntimeError(
+        f"oxystats.Client blocks, and this thread is running a {library} event loop that it "
+        "would freeze; in async code use oxystats.AsyncClient (await client.usage(...))"
+    )
 
 
 class _Runner:

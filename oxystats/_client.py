@@ -3,25 +3,40 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import warnings
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager
 from types import TracebackType
-from typing import Self
+from typing import TYPE_CHECKING, Self
 
 import attrs
 import httpx
 
 from oxystats._errors import UnknownInstanceWarning
+from oxystats._events import EventHook, Observers, configure_logging_from_env
 from oxystats._limiter import Account, RequestLimiter
 from oxystats._limits import Limit
 from oxystats._merge import UsageMerger
 from oxystats._models import FetchedPage, Instance, UsageReport, UsageRow
-from oxystats._options import check_api_key, check_base_url, check_timeout
+from oxystats._options import (
+    DEFAULT_TIMEOUT,
+    UNSET,
+    Unset,
+    check_api_key,
+    check_base_url,
+    check_event_hooks,
+    check_timeout,
+)
 from oxystats._pages import Done, PageFetcher
-from oxystats._pipeline import RequestPipeline
+from oxystats._pipeline import USER_AGENT, CallOptions, Connection, RequestPipeline
 from oxystats._query import UsageQuery, check_products
 from oxystats._retry import RetryPolicy
+from oxystats._streams import PageStream, RowStream, open_page_stream
 from oxystats._types import DateLike, Grouping, InstanceIds, ProductLike, Products
+
+if TYPE_CHECKING:
+    from anyio.streams.memory import MemoryObjectSendStream
 
 __all__ = ["AsyncClient", "ClientStats"]
 
@@ -58,7 +73,8 @@ class AsyncClient:
         base_url: Where the API lives; `None` reads ``OXYLABS_BASE_URL``,
             then falls back to ``https://api.oxylabs.io`` (point it at the
             emulator, or at a proxy, without touching code).
-        timeout: Seconds for each request (connect, read, write and pool).
+        timeout: Seconds for each attempt of a request. `None`: 30 s for the
+            client's own pool; an injected ``http_client`` keeps its own timeouts.
         max_retries: Retries after the first attempt, for 429, 5xx and
             transport failures.
         deadline: Seconds for a whole call, retries included; `None` for no limit.
@@ -67,6 +83,9 @@ class AsyncClient:
         key_limit: This key's rate limit; default [`Limit()`][Limit], the documented one.
         account: The account-wide limit, shared by every client given the
             same [`Account`][oxystats.Account]; each client without one gets its own.
+        event_hooks: Functions called with every
+            [`ClientEvent`][oxystats.ClientEvent] (each attempt, retry and
+            pause), for metrics; see [`EventHook`][oxystats.EventHook].
 
     Raises:
         ValueError: An option has the right type but a wrong value (no key, a bad URL).
@@ -78,16 +97,18 @@ class AsyncClient:
         api_key: str | None = None,
         *,
         base_url: str | None = None,
-        timeout: float = 30.0,
+        timeout: float | None = None,
         max_retries: int = 6,
         deadline: float | None = None,
         http_client: httpx.AsyncClient | None = None,
         key_limit: Limit | None = None,
         account: Account | None = None,
+        event_hooks: Sequence[EventHook] = (),
     ) -> None:
         api_key = check_api_key(api_key)
         self._base_url = check_base_url(base_url)
-        timeout = check_timeout(timeout)
+        timeout = None if timeout is None else check_timeout(timeout)
+        hooks = check_event_hooks(event_hooks)
         key_limit = Limit() if key_limit is None else key_limit
         if not isinstance(key_limit, Limit):
             raise TypeError(f"key_limit must be an oxystats.Limit, not {type(key_limit).__name__}")
@@ -98,28 +119,74 @@ class AsyncClient:
             raise TypeError(
                 f"http_client must be an httpx.AsyncClient, not {type(http_client).__name__}"
             )
-        retry_policy = RetryPolicy(max_retries=max_retries, deadline=deadline)
+        options = CallOptions(
+            timeout=timeout, retry_policy=RetryPolicy(max_retries=max_retries, deadline=deadline)
+        )
+        configure_logging_from_env()
         self._key_limit = key_limit
         self._account = account
-        concurrency = min(key_limit.in_flight, account.limit.in_flight)
+        self._concurrency = min(key_limit.in_flight, account.limit.in_flight)
         self._owns_http = http_client is None
-        auth = {"Authorization": f"Bearer {api_key}"}
+        headers = {"Authorization": f"Bearer {api_key}", "User-Agent": USER_AGENT}
         http = http_client or httpx.AsyncClient(
-            headers=auth,
-            timeout=timeout,
-            limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
+            headers=headers,
+            timeout=DEFAULT_TIMEOUT if timeout is None else timeout,
+            limits=httpx.Limits(
+                max_connections=self._concurrency, max_keepalive_connections=self._concurrency
+            ),
         )
-        self._pipeline = RequestPipeline(
+        connection = Connection(
             http=http,
             base_url=self._base_url,
-            # A pool of our own carries the key itself (merging headers on every
-            # request is measurable in a backfill); an injected one gets it per request.
-            headers=None if self._owns_http else auth,
+            # A pool of our own carries the headers itself (merging them on every
+            # request is measurable in a backfill); an injected one gets them per request.
+            headers=None if self._owns_http else headers,
             limiter=RequestLimiter(key_limit, account),
-            retry_policy=retry_policy,
             secrets=(api_key,),
+            observers=Observers(hooks),
         )
-        self._pages = PageFetcher(self._pipeline.get_json, concurrency=concurrency)
+        self._use(RequestPipeline(connection, options))
+
+    def _use(self, pipeline: RequestPipeline) -> None:
+        self._pipeline = pipeline
+        self._pages = PageFetcher(pipeline.get_json, concurrency=self._concurrency)
+
+    def with_options(
+        self,
+        *,
+        timeout: float | Unset | None = UNSET,
+        max_retries: int | Unset = UNSET,
+        deadline: float | Unset | None = UNSET,
+    ) -> AsyncClient:
+        """A view of this client that behaves differently, sharing its pool and limiter.
+
+        For a web app with one shared client, where one route wants a short
+        timeout or no retries: the view's requests go through the same
+        connection pool and the same rate limiter (so the key's limit holds
+        across views), and count in the same `stats`. Closing a view closes
+        nothing; close the client it came from.
+
+        Args:
+            timeout: As for `AsyncClient`; not given: this client's.
+            max_retries: As for `AsyncClient`; not given: this client's.
+            deadline: As for `AsyncClient`; not given: this client's.
+
+        Returns:
+            The view.
+        """
+        options = self._pipeline.options
+        policy = options.retry_policy
+        if not isinstance(max_retries, Unset):
+            policy = attrs.evolve(policy, max_retries=max_retries)
+        if not isinstance(deadline, Unset):
+            policy = attrs.evolve(policy, deadline=deadline)
+        if not isinstance(timeout, Unset):
+            timeout = None if timeout is None else check_timeout(timeout)
+            options = attrs.evolve(options, timeout=timeout)
+        view = copy.copy(self)
+        view._owns_http = False
+        view._use(self._pipeline.with_options(attrs.evolve(options, retry_policy=policy)))
+        return view
 
     def __repr__(self) -> str:
         return (
@@ -139,9 +206,12 @@ class AsyncClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the connection pool, unless it was passed in as ``http_client``."""
+        """Close the connection pool, unless it was passed in as ``http_client``.
+
+        A view made by `with_options` closes nothing: close the client it came from.
+        """
         if self._owns_http:
-            await self._pipeline.http.aclose()
+            await self._pipeline.connection.http.aclose()
 
     @property
     def base_url(self) -> str:
@@ -151,25 +221,28 @@ class AsyncClient:
     @property
     def stats(self) -> ClientStats:
         """Requests, retries, 429s and limiter waiting so far."""
-        counters = self._pipeline.counters
+        connection = self._pipeline.connection
+        counters = connection.counters
         return ClientStats(
             requests=counters.requests,
             retries=counters.retries,
             rate_limited=counters.rate_limited,
-            limiter_wait=self._pipeline.limiter.stats.waited,
+            limiter_wait=connection.limiter.stats.waited,
         )
 
     @property
     def _limiter(self) -> RequestLimiter:
-        return self._pipeline.limiter
+        return self._pipeline.connection.limiter
 
     @property
     def _retry_policy(self) -> RetryPolicy:
-        return self._pipeline.retry_policy
+        return self._pipeline.options.retry_policy
 
     @_retry_policy.setter
     def _retry_policy(self, policy: RetryPolicy) -> None:
-        self._pipeline.retry_policy = policy
+        self._use(
+            self._pipeline.with_options(attrs.evolve(self._pipeline.options, retry_policy=policy))
+        )
 
     # -- instances -------------------------------------------------------------
 
@@ -186,7 +259,9 @@ class AsyncClient:
 
     # -- usage -----------------------------------------------------------------
 
-    async def _unknown_instances(self, query: UsageQuery) -> tuple[str, ...]:
+    async def _unknown_instances(
+        self, query: UsageQuery, *, stacklevel: int = 3
+    ) -> tuple[str, ...]:
         if not query.instances:
             return ()
         known = {instance.uuid for instance in await self.instances()}
@@ -197,7 +272,7 @@ class AsyncClient:
                     f"the API does not know {len(unknown)} of the requested instances and "
                     f"ignores them: {', '.join(unknown)}"
                 ),
-                stacklevel=3,
+                stacklevel=stacklevel,
             )
         return unknown
 
@@ -242,6 +317,123 @@ class AsyncClient:
         merger = UsageMerger(query.grouping)
         await self._pages.merge_usage(query, merger)
         return merger.report(unknown_instances=unknown)
+
+    def stream_usage_pages(
+        self,
+        product: ProductLike,
+        date_from: DateLike,
+        date_to: DateLike,
+        group_by: Grouping,
+        instances: InstanceIds = None,
+        *,
+        done: Done | None = None,
+        buffer: int | None = None,
+    ) -> AbstractAsyncContextManager[PageStream]:
+        """The pages behind `usage`, unmerged, streamed while the body of the block works.
+
+        ```python
+        async with client.stream_usage_pages("HB", start, end, ["DAY"]) as pages:
+            async for fetched in pages:
+                save(fetched)  # fetching goes on meanwhile
+        ```
+
+        A task group feeds a bounded stream: fetching goes on while the body
+        of the ``async with`` block works, at most ``buffer`` pages wait to be
+        read (then fetching pauses), and leaving the block, early or by an
+        exception, cancels what is in flight and leaves nothing running.
+        Pages come as they arrive, earlier windows first; the first window's
+        page 1 is fetched alone, so a bad key costs one request.
+
+        Args:
+            product: As for `usage`.
+            date_from: As for `usage`.
+            date_to: As for `usage`.
+            group_by: As for `usage`.
+            instances: As for `usage`.
+            done: Maps ``(window_index, page_number)`` of pages already fetched
+                (by an earlier, interrupted run with the same arguments) to
+                their window's ``total_pages``; those pages are not fetched again.
+            buffer: How many fetched pages may wait for the body; default
+                twice the number of requests in flight.
+
+        Returns:
+            An async context manager giving a [`PageStream`][oxystats.PageStream].
+
+        Raises:
+            ValueError: An argument has the right type but a wrong value (at the call).
+            TypeError: An argument has the wrong type (at the call).
+            OxystatsError: From the stream, when fetching failed; see the subclasses.
+        """
+        query = UsageQuery.build(product, date_from, date_to, group_by, instances)
+        done = dict(done or {})
+        buffer = self._check_buffer(buffer)
+
+        async def produce(send: MemoryObjectSendStream[FetchedPage]) -> None:
+            await self._unknown_instances(query, stacklevel=5)
+            await self._pages.stream_usage(query, done, send)
+
+        return open_page_stream(produce, buffer=buffer)
+
+    @contextlib.asynccontextmanager
+    async def _row_stream(
+        self, pages: AbstractAsyncContextManager[PageStream]
+    ) -> AsyncIterator[RowStream]:
+        async with pages as stream:
+            yield RowStream(stream)
+
+    def stream_usage(
+        self,
+        product: ProductLike,
+        date_from: DateLike,
+        date_to: DateLike,
+        group_by: Grouping,
+        instances: InstanceIds = None,
+        *,
+        buffer: int | None = None,
+    ) -> AbstractAsyncContextManager[RowStream]:
+        """The rows of `usage`, unmerged, streamed while the body of the block works.
+
+        ```python
+        async with client.stream_usage("HB", start, end, ["DAY", "TARGET"]) as rows:
+            async for row in rows:
+                write(row)  # fetching goes on meanwhile
+        ```
+
+        What `stream_usage_pages` streams, row by row. Rows are per window
+        and NOT merged: when a key's usage spans several windows (a
+        TARGET-only or INSTANCE-only grouping over more than 31 days, or a
+        UTC day cut by a window edge), that key comes once per window. Sum
+        them yourself, or call `usage`, which merges.
+
+        Args:
+            product: As for `usage`.
+            date_from: As for `usage`.
+            date_to: As for `usage`.
+            group_by: As for `usage`.
+            instances: As for `usage`.
+            buffer: As for `stream_usage_pages`.
+
+        Returns:
+            An async context manager giving a [`RowStream`][oxystats.RowStream].
+
+        Raises:
+            ValueError: An argument has the right type but a wrong value (at the call).
+            TypeError: An argument has the wrong type (at the call).
+            OxystatsError: From the stream, when fetching failed; see the subclasses.
+        """
+        pages = self.stream_usage_pages(
+            product, date_from, date_to, group_by, instances, buffer=buffer
+        )
+        return self._row_stream(pages)
+
+    def _check_buffer(self, buffer: object) -> int:
+        if buffer is None:
+            return 2 * self._pages.concurrency
+        if isinstance(buffer, bool) or not isinstance(buffer, int):
+            raise TypeError(f"buffer must be an int, not {type(buffer).__name__}")
+        if buffer < 1:
+            raise ValueError(f"buffer must be at least 1, got {buffer!r}")
+        return buffer
 
     async def iter_usage_pages(
         self,

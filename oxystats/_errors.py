@@ -52,11 +52,16 @@ class RequestInfo:
     params: tuple[tuple[str, str], ...] = ()
 
     @property
+    def query(self) -> str:
+        """The query string, readable (brackets, colons and ``+`` unescaped)."""
+        return urlencode(self.params, safe="[]:+")
+
+    @property
     def target(self) -> str:
-        """The path with its query string, readable (brackets, colons and ``+`` unescaped)."""
+        """The path with its query string, readable."""
         if not self.params:
             return self.path
-        return f"{self.path}?{urlencode(self.params, safe='[]:+')}"
+        return f"{self.path}?{self.query}"
 
     def __str__(self) -> str:
         return f"{self.method} {self.target}"

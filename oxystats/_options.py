@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import enum
 import math
 import os
+from collections.abc import Callable, Sequence
+from typing import Any, Final
 
 import httpx
 
@@ -11,6 +14,9 @@ __all__ = ["DEFAULT_BASE_URL"]
 
 DEFAULT_BASE_URL = "https://api.oxylabs.io"
 """Where the Dashboard API lives."""
+
+DEFAULT_TIMEOUT = 30.0
+"""Seconds for each attempt when the client's own pool sends it and no timeout was given."""
 
 API_KEY_ENV = "OXYLABS_API_KEY"
 BASE_URL_ENV = "OXYLABS_BASE_URL"
@@ -50,3 +56,22 @@ def check_api_key(api_key: object) -> str:
     if not api_key.strip() or any(c.isspace() for c in api_key):
         raise ValueError("api_key must be a non-empty string without whitespace")
     return api_key
+
+
+def check_event_hooks(hooks: object) -> tuple[Callable[[Any], None], ...]:
+    """A sequence of callables (not a lone callable, which is almost always a slip)."""
+    if callable(hooks) or isinstance(hooks, str | bytes) or not isinstance(hooks, Sequence):
+        raise TypeError("event_hooks must be a sequence of callables, such as [hook]")
+    for hook in hooks:
+        if not callable(hook):
+            raise TypeError(f"event_hooks must be callables, not {type(hook).__name__}")
+    return tuple(hooks)
+
+
+class Unset(enum.Enum):
+    """The type of `UNSET`: an option not given, where `None` means something."""
+
+    UNSET = enum.auto()
+
+
+UNSET: Final = Unset.UNSET

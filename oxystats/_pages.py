@@ -13,6 +13,7 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mappi
 from typing import Any
 
 import attrs
+from anyio.streams.memory import MemoryObjectSendStream
 
 from oxystats._errors import RequestInfo
 from oxystats._fanout import fan_out
@@ -82,7 +83,7 @@ class PageFetcher:
 
     def __init__(self, get_json: GetJson, *, concurrency: int) -> None:
         self._get_json = get_json
-        self._concurrency = concurrency
+        self.concurrency = concurrency
 
     async def instances(self, products: tuple[str, ...] | None) -> list[Instance]:
         """Every instance, optionally of some products only, in page order."""
@@ -98,7 +99,7 @@ class PageFetcher:
                 return range(2, page.pagination.total_pages + 1)
             return ()
 
-        await fan_out([1], fetch, on_page, concurrency=self._concurrency)
+        await fan_out([1], fetch, on_page, concurrency=self.concurrency)
         return [instance for number in sorted(pages) for instance in pages[number].data]
 
     async def usage_page(self, query: UsageQuery, job: PageJob) -> FetchedPage:
@@ -127,7 +128,37 @@ class PageFetcher:
             return later_pages(job, fetched.total_pages, {})
 
         await fan_out(
-            first_pages(query), fetch, on_page, concurrency=self._concurrency, first_alone=True
+            first_pages(query), fetch, on_page, concurrency=self.concurrency, first_alone=True
+        )
+
+    async def stream_usage(
+        self, query: UsageQuery, done: Done, send: MemoryObjectSendStream[FetchedPage]
+    ) -> None:
+        """Send every page of ``query`` not in ``done`` to ``send``, as each arrives.
+
+        The first page goes alone; then ``concurrency`` requests at a time,
+        earlier windows first. A full ``send`` holds up only the worker that
+        waits on it: the others go on fetching until they too have a page to
+        hand over, so memory stays bounded by the stream's buffer.
+        """
+
+        async def fetch(job: PageJob) -> FetchedPage:
+            return await self.usage_page(query, job)
+
+        def on_page(job: PageJob, fetched: FetchedPage) -> Iterable[PageJob]:
+            return later_pages(job, fetched.total_pages, done) if job.number == 1 else ()
+
+        async def deliver(job: PageJob, fetched: FetchedPage) -> None:
+            await send.send(fetched)
+
+        await fan_out(
+            pages_to_fetch(query, done),
+            fetch,
+            on_page,
+            concurrency=self.concurrency,
+            first_alone=True,
+            order=lambda job: (job.window_index, job.number),
+            deliver=deliver,
         )
 
     async def usage_rounds(
@@ -155,12 +186,12 @@ class PageFetcher:
             fetched[job] = page
             return ()
 
-        round_size = self._concurrency * _ROUND_PAGES_PER_SLOT
+        round_size = self.concurrency * _ROUND_PAGES_PER_SLOT
         first_round = True
         while pending:
             batch = [heapq.heappop(pending)[2] for _ in range(min(round_size, len(pending)))]
             await fan_out(
-                batch, fetch, on_page, concurrency=self._concurrency, first_alone=first_round
+                batch, fetch, on_page, concurrency=self.concurrency, first_alone=first_round
             )
             first_round = False
             revealed: list[PageJob] = []
