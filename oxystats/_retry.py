@@ -213,15 +213,22 @@ def compute_wait(
 
 @attrs.frozen
 class RetryEvent:
-    """One retry about to happen, as reported to ``on_retry``."""
+    """One retry about to happen: its number, its wait and why."""
 
-    retry: int  # 1 for the first retry
+    retry: int
+    """1 for the first retry."""
     max_retries: int
-    wait: float  # seconds until the retry
-    reason: str  # the status code, or the exception's class name
-    description: str  # what is being retried, e.g. "GET /v2/stats/usage"
-    retry_after: float | None  # the server's Retry-After, if it sent one
+    """The most retries the request may have."""
+    wait: float
+    """Seconds until the retry."""
+    reason: str
+    """The status code, or the exception's class name."""
+    description: str
+    """What is being retried, such as ``GET /stats/v1/usage?product=HB&...``."""
+    retry_after: float | None
+    """The server's Retry-After, in seconds, if it sent one."""
     exception: BaseException = attrs.field(eq=False)
+    """The failure that is retried."""
 
 
 def _reason(exc: BaseException) -> str:
@@ -338,13 +345,13 @@ async def call_with_retries(
             (the client counts retries with it).
         describe: what is being retried, for the log line: its ``str()``,
             taken only when there is a retry to log, e.g.
-            ``"GET /v2/stats/usage"``; default the ``METHOD /path`` of the
+            ``"GET /stats/v1/usage?product=HB&..."``; default the ``METHOD /path`` of the
             exception's ``request``, if it has one. Never put secrets in it.
         sleep, clock, rand: injectable for tests; default ``anyio.sleep``,
             ``anyio.current_time`` and ``random.random``.
 
     Every retry is logged at INFO on the ``"oxystats"`` logger, e.g.
-    ``retry 2/6 in 1.3 s after 503 GET /v2/stats/usage``.
+    ``retry 2/6 in 1.3 s after 503 GET /stats/v1/usage?product=HB&...``.
     """
     if retryable is None:
         statuses = policy.retry_statuses
