@@ -269,6 +269,12 @@ class RequestLimiter:
         self._max_wait = max(self._max_wait, wait)
         return waiter.granted_at
 
+    def note_refusal(self, timing: SlotTiming) -> None:
+        """The server refused (429) the request sent in the slot ``timing`` describes.
+
+        The limits are kept as configured; nothing here changes them yet.
+        """
+
     def pause(self, seconds: float, *, account_wide: bool = False) -> None:
         """Start no new request for this key (or the whole account) for ``seconds``.
 

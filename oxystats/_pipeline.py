@@ -171,6 +171,7 @@ class RequestPipeline:
             retry_after = None
             if status == 429:
                 connection.counters.rate_limited += 1
+                connection.limiter.note_refusal(timing)
                 # Before the slot is given back: released first, it would go at
                 # once to a task waiting for it, inside the pause.
                 retry_after = self._pause_for(response)
