@@ -56,6 +56,14 @@ class ClientStats:
     """The 429 responses."""
     limiter_wait: float = 0.0
     """Seconds requests spent waiting for the rate limiter, summed over requests."""
+    safety_margin: float = 0.0
+    """Seconds the limiter may count a request as starting after it was sent, now.
+
+    The server counts a request when it arrives, so the client counts it up to
+    this much later. The margin learns: it grows after a 429 the client's own
+    limits allowed, and shrinks back after a long quiet; see
+    [Rate limits](../limits.md#a-margin-that-learns).
+    """
 
 
 class AsyncClient:
@@ -220,14 +228,16 @@ class AsyncClient:
 
     @property
     def stats(self) -> ClientStats:
-        """Requests, retries, 429s and limiter waiting so far."""
+        """Requests, retries, 429s and limiter waiting so far, and the safety margin now."""
         connection = self._pipeline.connection
         counters = connection.counters
+        limiter = connection.limiter.stats
         return ClientStats(
             requests=counters.requests,
             retries=counters.retries,
             rate_limited=counters.rate_limited,
-            limiter_wait=connection.limiter.stats.waited,
+            limiter_wait=limiter.waited,
+            safety_margin=limiter.safety_margin,
         )
 
     @property

@@ -22,8 +22,8 @@ import anyio
 import anyio.lowlevel
 import attrs
 
-from oxystats._limits import DEFAULT_ACCOUNT_LIMIT, DEFAULT_KEY_LIMIT, Limit, default_safety_margin
-from oxystats._schedule import KeyQueue, Scheduler, Waiter
+from oxystats._limits import DEFAULT_ACCOUNT_LIMIT, DEFAULT_KEY_LIMIT, Limit
+from oxystats._schedule import KeyQueue, Scheduler, Start, Waiter
 
 __all__ = ["Account"]
 
@@ -75,7 +75,7 @@ class Account:
         if not isinstance(limit, Limit):
             raise TypeError(f"Account limit must be an oxystats.Limit, not {type(limit).__name__}")
         self._limit = limit
-        self._scheduler = Scheduler(limit, default_safety_margin(limit))
+        self._scheduler = Scheduler(limit)
 
     @property
     def limit(self) -> Limit:
@@ -97,7 +97,7 @@ class _AsyncWaiter(Waiter):
 
 
 class SlotTiming:
-    """When one slot's request really went out.
+    """When one slot's request really went out, and when its answer came.
 
     `RequestLimiter.slot()` yields one. Passed to httpx as the ``"trace"``
     request extension, it notes the moment the request's headers start out
@@ -105,21 +105,27 @@ class SlotTiming:
     limiter's logs from the grant to that moment: the server counts a request
     when it arrives, and a cold connection's handshake can delay it by tens of
     milliseconds while later requests on warm connections go out at once.
-    Without it, the grant time is kept.
+    It also notes when the answer's headers came in: the round trip tells the
+    limiter how late the request can have arrived (see `oxystats._margin`).
+    Without it, the grant time is kept, with the whole safety margin.
     """
 
-    __slots__ = ("_move", "granted_at", "sent_at")
+    __slots__ = ("_on_sent", "answered_at", "granted_at", "sent_at")
 
-    def __init__(self, granted_at: float, move: Callable[[float, float], None]) -> None:
+    def __init__(self, granted_at: float, on_sent: Callable[[float], None]) -> None:
         self.granted_at = granted_at
         self.sent_at: float | None = None
-        self._move = move
+        self.answered_at: float | None = None
+        self._on_sent = on_sent
 
     async def trace(self, event: str, info: Any) -> None:
-        """An httpx/httpcore ``trace`` extension: notes when the request headers start out."""
-        if self.sent_at is None and event.endswith(".send_request_headers.started"):
-            self.sent_at = anyio.current_time()
-            self._move(self.granted_at, self.sent_at)
+        """An httpx/httpcore ``trace`` extension: notes when the request left and was answered."""
+        if self.sent_at is None:
+            if event.endswith(".send_request_headers.started"):
+                self.sent_at = anyio.current_time()
+                self._on_sent(self.sent_at)
+        elif self.answered_at is None and event.endswith(".receive_response_headers.complete"):
+            self.answered_at = anyio.current_time()
 
 
 @attrs.frozen
@@ -133,6 +139,7 @@ class LimiterStats:
     pauses: int  # calls to pause()
     in_flight: int  # slots held right now
     waiting: int  # tasks waiting for a slot right now
+    safety_margin: float  # seconds a start may be counted after its send, at most
 
 
 class RequestLimiter:
@@ -142,16 +149,12 @@ class RequestLimiter:
     account's allow a request, counts it against both at the same instant, and
     holds one in-flight place in both until the block exits.
 
-    ``safety_margin`` (seconds, added to the key's window) defaults to 5 ms
-    capped at 1 % of the window; the account's window always uses the default.
+    The safety margin is the account's (see `oxystats._margin`): it learns
+    from the answers and the unexpected 429s of every key of the account.
     """
 
     def __init__(
-        self,
-        key_limit: Limit = DEFAULT_KEY_LIMIT,
-        account: Account | None = None,
-        *,
-        safety_margin: float | None = None,
+        self, key_limit: Limit = DEFAULT_KEY_LIMIT, account: Account | None = None
     ) -> None:
         if not isinstance(key_limit, Limit):
             raise TypeError(f"key_limit must be an oxystats.Limit, not {type(key_limit).__name__}")
@@ -159,17 +162,9 @@ class RequestLimiter:
             account = Account()
         elif not isinstance(account, Account):
             raise TypeError(f"account must be an oxystats.Account, not {type(account).__name__}")
-        if safety_margin is None:
-            safety_margin = default_safety_margin(key_limit)
-        elif (
-            isinstance(safety_margin, bool)
-            or not isinstance(safety_margin, int | float)
-            or not (math.isfinite(safety_margin) and safety_margin >= 0)
-        ):
-            raise ValueError(f"safety_margin must be a finite number >= 0, got {safety_margin!r}")
         self._account = account
         self._scheduler = account._scheduler
-        self._key = KeyQueue(key_limit, float(safety_margin))
+        self._key = KeyQueue(key_limit)
         self._requests = 0
         self._waited = 0.0
         self._max_wait = 0.0
@@ -197,6 +192,7 @@ class RequestLimiter:
             pauses=self._pauses,
             in_flight=self._key.gate.in_flight,
             waiting=self._key.live,
+            safety_margin=self._scheduler.margin.value_now(),
         )
 
     def __repr__(self) -> str:
@@ -205,7 +201,7 @@ class RequestLimiter:
     def _adopt_run(self) -> None:
         run = _current_run()
         self._key.gate.rebase(run, run.offset, busy=self._key.live > 0)
-        self._scheduler.gate.rebase(run, run.offset, busy=self._scheduler.busy)
+        self._scheduler.rebase(run, run.offset)
 
     def _dispatch(self) -> None:
         for waiter in self._scheduler.dispatch(anyio.current_time()):
@@ -223,17 +219,19 @@ class RequestLimiter:
         The block gets a `SlotTiming`; see there why and how it moves the
         request's start from the grant to the moment it was really sent.
         """
-        granted_at = await self._acquire()
+        granted_at, start = await self._acquire()
         scheduler, key = self._scheduler, self._key
-        timing = SlotTiming(granted_at, lambda granted, sent: scheduler.retime(key, granted, sent))
+        timing = SlotTiming(granted_at, lambda sent: scheduler.sent(key, start, sent))
         try:
             yield timing
         finally:
+            if timing.sent_at is not None and timing.answered_at is not None:
+                scheduler.answered(key, start, timing.sent_at, timing.answered_at)
             scheduler.release(key)
             # A place is free: hand it to the next waiter of this or another key.
             self._dispatch()
 
-    async def _acquire(self) -> float:
+    async def _acquire(self) -> tuple[float, Start]:
         await anyio.lowlevel.checkpoint_if_cancelled()
         self._adopt_run()
         scheduler, key = self._scheduler, self._key
@@ -253,10 +251,10 @@ class RequestLimiter:
                     waiter.event = anyio.Event()
                     self._dispatch()
         except BaseException:
-            if waiter.granted_at is not None:
+            if waiter.start is not None:
                 # Granted, but cancelled before it could run: the request never
                 # went out, so give back the place and the start time.
-                scheduler.untake(key, waiter.granted_at)
+                scheduler.untake(key, waiter.start)
             else:
                 scheduler.abandon(key, waiter)
             self._cancelled += 1
@@ -267,13 +265,19 @@ class RequestLimiter:
         self._requests += 1
         self._waited += wait
         self._max_wait = max(self._max_wait, wait)
-        return waiter.granted_at
+        assert waiter.start is not None
+        return waiter.granted_at, waiter.start
 
     def note_refusal(self, timing: SlotTiming) -> None:
         """The server refused (429) the request sent in the slot ``timing`` describes.
 
-        The limits are kept as configured; nothing here changes them yet.
+        The client's own log allowed that request, so the path delays arrivals
+        more than the safety margin allows for: the margin grows (once per
+        event, see `oxystats._margin.SafetyMargin.refused`).
         """
+        self._adopt_run()
+        sent = timing.granted_at if timing.sent_at is None else timing.sent_at
+        self._scheduler.margin.refused(sent, anyio.current_time())
 
     def pause(self, seconds: float, *, account_wide: bool = False) -> None:
         """Start no new request for this key (or the whole account) for ``seconds``.
@@ -291,6 +295,7 @@ class RequestLimiter:
             raise ValueError(f"pause needs a finite number of seconds >= 0, got {seconds!r}")
         self._adopt_run()
         gate = self._scheduler.gate if account_wide else self._key.gate
-        gate.pause(anyio.current_time() + seconds)
+        now = anyio.current_time()
+        self._scheduler.pause(gate, now + seconds, now)
         self._pauses += 1
         self._dispatch()

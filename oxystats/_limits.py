@@ -16,14 +16,6 @@ import attrs
 
 __all__ = ["Limit"]
 
-DEFAULT_SAFETY_MARGIN = 0.005
-"""Seconds added to every window, so that network jitter cannot make a server's
-sliding window see ``burst + 1`` requests. By default it is capped at 1 % of the
-window (see `default_safety_margin`), so that steady-state throughput stays at
-99 % of ``rate`` or better even for very short windows."""
-
-_MAX_MARGIN_FRACTION = 0.01
-
 
 def _check_rate(value: float) -> float:
     """Validate and normalise ``Limit.rate`` (a converter, so it runs first)."""
@@ -78,8 +70,3 @@ DEFAULT_KEY_LIMIT = Limit(10.0, 10, 10)
 
 DEFAULT_ACCOUNT_LIMIT = Limit(100.0, 100, 100)
 """The documented account-wide limit: 100 requests per second, 100 in flight."""
-
-
-def default_safety_margin(limit: Limit) -> float:
-    """The margin used when none is given: 5 ms, but at most 1 % of the window."""
-    return min(DEFAULT_SAFETY_MARGIN, _MAX_MARGIN_FRACTION * limit.window)

@@ -11,10 +11,12 @@ through in one second (a full bucket, then a second's worth of refill), so a
 server that counts requests in a sliding one-second window sees up to twice its
 limit (aiolimiter issue #200). Here every limit keeps the start times of its
 last ``burst`` requests, and a new request may start at ``t`` only if the
-oldest of them started at least one window ``W = burst / rate`` (plus a small
-safety margin) before ``t``. That is exactly the server's rule: never more than
-``burst`` starts in any window of ``W`` seconds, and ``rate`` requests per
-second in steady state.
+oldest of them started at least one window ``W = burst / rate`` before ``t``.
+That is exactly the server's rule: never more than ``burst`` starts in any
+window of ``W`` seconds, and ``rate`` requests per second in steady state. A
+start is counted a safety margin after the request was sent, because the
+server stamps it on arrival; `oxystats._margin` says how large, and why a
+request's answer can shrink it.
 
 How slots are handed out
 ------------------------
@@ -35,21 +37,33 @@ import math
 from collections import deque
 
 from oxystats._limits import Limit
+from oxystats._margin import SafetyMargin, gate_cap
 
 __all__: list[str] = []
 
+_REMEMBERED = 256
+"""Answered requests whose margins follow the fastest round trip (more than any log holds)."""
+
 
 class Gate:
-    """The state of one `Limit`: a sliding-window log, an in-flight count, a pause."""
+    """The state of one `Limit`: a sliding-window log, an in-flight count, a pause.
 
-    __slots__ = ("clock", "in_flight", "limit", "log", "paused_until", "window")
+    The log holds when each of the last ``burst`` requests is counted as having
+    started: its send time plus its share of the safety margin (see
+    `oxystats._margin`), in order. Those counted times can move (a request
+    sent later than granted, an answer showing it was not delayed), so an
+    entry that fell out of the log is remembered by the latest of them,
+    ``dropped``, and still holds back the next start.
+    """
 
-    def __init__(self, limit: Limit, margin: float) -> None:
+    __slots__ = ("cap", "clock", "dropped", "in_flight", "limit", "log", "paused_until", "window")
+
+    def __init__(self, limit: Limit) -> None:
         self.limit = limit
-        self.window = limit.window + margin
-        # Start times of the last `burst` requests, oldest first. maxlen drops the
-        # oldest on append; it is only appended to once the oldest has aged out.
-        self.log: deque[float] = deque(maxlen=limit.burst)
+        self.window = limit.window
+        self.cap = gate_cap(limit.window)  # the most margin this window gets
+        self.log: deque[float] = deque()
+        self.dropped = -math.inf
         self.in_flight = 0
         self.paused_until = -math.inf
         # Which clock the recorded times are on, as (identity, offset); see `rebase`.
@@ -73,7 +87,8 @@ class Gate:
                     "share them only between tasks of one event loop"
                 )
             shift = offset - self.clock[1]
-            self.log = deque((t + shift for t in self.log), maxlen=self.limit.burst)
+            self.log = deque(t + shift for t in self.log)
+            self.dropped += shift
             self.paused_until += shift
         self.clock = (clock, offset)
 
@@ -81,21 +96,40 @@ class Gate:
         """The earliest instant a new request may start (``inf``: wait for a release)."""
         if self.in_flight >= self.limit.in_flight:
             return math.inf
-        if len(self.log) < self.limit.burst:
-            return self.paused_until
-        return max(self.paused_until, self.log[0] + self.window)
+        ready = max(self.paused_until, self.dropped + self.window)
+        if len(self.log) >= self.limit.burst:
+            ready = max(ready, self.log[0] + self.window)
+        return ready
 
-    def take(self, now: float) -> None:
-        """Count a request starting at ``now``."""
-        self.log.append(now)
+    def counted_at(self, sent: float, margin: float) -> float:
+        """Where a request sent at ``sent`` is counted, given ``margin`` (capped for this gate)."""
+        return sent + min(margin, self.cap)
+
+    def take(self, at: float) -> None:
+        """Count a request as starting at ``at``, and as one more in flight."""
         self.in_flight += 1
+        self._add(at)
+
+    def _add(self, at: float) -> None:
+        log = self.log
+        if not log or at >= log[-1]:
+            log.append(at)
+        else:
+            bisect.insort(log, at)
+        if len(log) > self.limit.burst:
+            self.dropped = max(self.dropped, log.popleft())
 
     def retime(self, at: float, later: float) -> None:
-        """Move the start counted at ``at`` to ``later``, keeping the log in order."""
-        # Gone from the log (pushed out, or rewritten by a pause): nothing to move.
-        with contextlib.suppress(ValueError):
+        """Count the start counted at ``at`` as at ``later`` instead (earlier or later)."""
+        try:
             self.log.remove(at)
-            bisect.insort(self.log, later)
+        except ValueError:
+            # Fell out of the log (or was rewritten by a pause): only `dropped`
+            # still stands for it, and only a later time can change that.
+            if later > at:
+                self.dropped = max(self.dropped, later)
+            return
+        self._add(later)
 
     def untake(self, at: float) -> None:
         """Forget a request counted at ``at`` that never went out (its waiter was cancelled)."""
@@ -105,14 +139,15 @@ class Gate:
         with contextlib.suppress(ValueError):
             self.log.remove(at)
 
-    def pause(self, until: float) -> None:
+    def pause(self, until: float, margin: float = 0.0) -> None:
         """No request starts before ``until``; afterwards they resume at ``rate``.
 
-        The log is rewritten as if the last ``burst`` requests had started
-        ``1/rate`` apart, the newest ``1/rate`` before ``until``: the next
-        ``burst`` starts are then spaced ``1/rate`` apart from ``until`` on,
-        instead of all ``burst`` going out the instant the pause ends. Each
-        entry only ever moves later, so a pause never shortens an earlier one.
+        The log is rewritten as if the last ``burst`` requests had been sent
+        ``1/rate`` apart, the newest ``1/rate`` before ``until``, and counted
+        with ``margin`` as real ones are: the next ``burst`` starts are then
+        spaced ``1/rate`` apart from ``until`` on (plus the margin), instead of
+        all ``burst`` going out the instant the pause ends. Each entry only
+        ever moves later, so a pause never shortens an earlier one.
         """
         if until <= self.paused_until:
             return
@@ -120,18 +155,29 @@ class Gate:
         burst, rate = self.limit.burst, self.limit.rate
         old = [-math.inf] * (burst - len(self.log)) + list(self.log)
         self.log = deque(
-            (max(t, until - (burst - k) / rate) for k, t in enumerate(old)), maxlen=burst
+            max(t, self.counted_at(until - (burst - k) / rate, margin)) for k, t in enumerate(old)
         )
+
+
+class Start:
+    """Where one granted request is counted: in its key's log and in its account's."""
+
+    __slots__ = ("account", "key")
+
+    def __init__(self, key: float, account: float) -> None:
+        self.key = key
+        self.account = account
 
 
 class Waiter:
     """One request waiting for a slot."""
 
-    __slots__ = ("abandoned", "granted_at", "sleeping_until", "ticket", "wake_at")
+    __slots__ = ("abandoned", "granted_at", "sleeping_until", "start", "ticket", "wake_at")
 
     def __init__(self, ticket: int) -> None:
         self.ticket = ticket  # arrival order across the whole account
         self.granted_at: float | None = None
+        self.start: Start | None = None  # where the grant is counted; set with granted_at
         self.abandoned = False
         self.wake_at = math.inf  # when it might be granted; maintained for queue heads
         # The deadline it is sleeping with; -inf while it runs (never wake a running task).
@@ -143,8 +189,8 @@ class KeyQueue:
 
     __slots__ = ("gate", "live", "queue")
 
-    def __init__(self, limit: Limit, margin: float) -> None:
-        self.gate = Gate(limit, margin)
+    def __init__(self, limit: Limit) -> None:
+        self.gate = Gate(limit)
         self.queue: deque[Waiter] = deque()
         self.live = 0  # waiters in the queue that are not abandoned
 
@@ -166,12 +212,22 @@ class Scheduler:
     update are atomic on the event loop.
     """
 
-    def __init__(self, limit: Limit, margin: float) -> None:
-        self.gate = Gate(limit, margin)
+    def __init__(self, limit: Limit, margin: SafetyMargin | None = None) -> None:
+        self.gate = Gate(limit)
+        self.margin = SafetyMargin() if margin is None else margin
+        # The requests answered lately: re-measured against a new fastest round trip.
+        self._answered: deque[tuple[KeyQueue, Start, float, float]] = deque(maxlen=_REMEMBERED)
         self._tickets = itertools.count()
         # Keys that have live waiters, in the order they got them. A key is only
         # here while it waits, so an account outliving many clients keeps nothing.
         self._waiting: dict[KeyQueue, None] = {}
+
+    def rebase(self, clock: object, offset: float) -> None:
+        """Move the account's times onto another event loop's clock (see `Gate.rebase`)."""
+        if self.gate.clock is not None and self.gate.clock[0] is not clock:
+            self._answered.clear()
+        self.gate.rebase(clock, offset, busy=self.busy)
+        self.margin.rebase(clock, offset)
 
     @property
     def busy(self) -> bool:
@@ -196,20 +252,60 @@ class Scheduler:
             key.queue.clear()
             del self._waiting[key]
 
-    def untake(self, key: KeyQueue, granted_at: float) -> None:
+    def take(self, key: KeyQueue, now: float) -> Start:
+        """Count a request of ``key`` starting at ``now`` in both logs; return where."""
+        margin = self.margin.value(now)
+        start = Start(key.gate.counted_at(now, margin), self.gate.counted_at(now, margin))
+        key.gate.take(start.key)
+        self.gate.take(start.account)
+        return start
+
+    def untake(self, key: KeyQueue, start: Start) -> None:
         """Forget a grant whose request never went out."""
-        key.gate.untake(granted_at)
-        self.gate.untake(granted_at)
+        key.gate.untake(start.key)
+        self.gate.untake(start.account)
+
+    def pause(self, gate: Gate, until: float, now: float) -> None:
+        """Start nothing through ``gate`` (a key's or the account's) before ``until``."""
+        gate.pause(until, self.margin.value(now))
 
     def release(self, key: KeyQueue) -> None:
         """A request of ``key`` has its answer: free its in-flight places."""
         key.gate.in_flight -= 1
         self.gate.in_flight -= 1
 
-    def retime(self, key: KeyQueue, granted: float, sent: float) -> None:
-        """Move a request's start, in its key's log and the account's, from grant to send."""
-        key.gate.retime(granted, sent)
-        self.gate.retime(granted, sent)
+    def sent(self, key: KeyQueue, start: Start, sent: float) -> None:
+        """A granted request went out at ``sent``: count it from there, in both logs."""
+        self._move(key, start, sent, self.margin.value(sent))
+
+    def answered(self, key: KeyQueue, start: Start, sent: float, answered: float) -> None:
+        """Its answer came at ``answered``: its round trip bounds how late it arrived.
+
+        The request's margin shrinks to how much slower than the fastest lately
+        its round trip was (never below zero, never above the margin). When a
+        new fastest round trip shows that the earlier ones were slow after all,
+        the requests answered lately get their margins back accordingly.
+        """
+        margin = self.margin
+        round_trip = answered - sent
+        fastest = margin.fastest
+        margin.observe(round_trip)
+        self._answered.append((key, start, sent, round_trip))
+        if margin.excess(round_trip) is None:
+            return
+        value = margin.value(answered)
+        # Normally only this answer moves; after a new fastest, every recent one.
+        recent = self._answered if margin.fastest < fastest else ((key, start, sent, round_trip),)
+        for other_key, other, other_sent, other_trip in recent:
+            excess = margin.excess(other_trip)
+            assert excess is not None
+            self._move(other_key, other, other_sent, min(excess, value))
+
+    def _move(self, key: KeyQueue, start: Start, sent: float, margin: float) -> None:
+        at_key, at_account = key.gate.counted_at(sent, margin), self.gate.counted_at(sent, margin)
+        key.gate.retime(start.key, at_key)
+        self.gate.retime(start.account, at_account)
+        start.key, start.account = at_key, at_account
 
     def dispatch(self, now: float) -> list[Waiter]:
         """Grant every slot that can be granted at ``now``; return the waiters to wake.
@@ -237,8 +333,7 @@ class Scheduler:
             if not best_key.live:
                 del self._waiting[best_key]
             best.granted_at = now
-            best_key.gate.take(now)
-            gate.take(now)
+            best.start = self.take(best_key, now)
             wake.append(best)
         for key in self._waiting:
             head = key.head()

@@ -6,7 +6,6 @@ together stay within a few seconds.
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Callable
 
@@ -17,13 +16,8 @@ from anyio.abc import TaskStatus
 from hypothesis import given
 from hypothesis import strategies as st
 
-from oxystats._limiter import Account, RequestLimiter
-from oxystats._limits import (
-    DEFAULT_ACCOUNT_LIMIT,
-    DEFAULT_KEY_LIMIT,
-    Limit,
-    default_safety_margin,
-)
+from oxystats._limiter import Account, RequestLimiter, SlotTiming
+from oxystats._limits import DEFAULT_ACCOUNT_LIMIT, DEFAULT_KEY_LIMIT, Limit
 from oxystats._schedule import Gate as _Gate
 from oxystats.testing import max_in_window
 
@@ -38,6 +32,12 @@ async def wait_until(predicate: Callable[[], bool]) -> None:
         # Polling a counter is the simplest way to let other tasks reach a wait.
         while not predicate():
             await anyio.lowlevel.checkpoint()
+
+
+async def sent_and_answered(timing: SlotTiming) -> None:
+    """Tell the limiter, as httpx's trace would, that the request went out and got its answer."""
+    await timing.trace("http11.send_request_headers.started", {})
+    await timing.trace("http11.receive_response_headers.complete", {})
 
 
 async def waiting(limiter: RequestLimiter, count: int) -> None:
@@ -98,20 +98,12 @@ def test_account_limit_and_repr() -> None:
 
 
 def test_request_limiter_arguments() -> None:
-    """RequestLimiter rejects non-Limit limits, non-Account accounts and bad margins."""
+    """RequestLimiter rejects non-Limit limits and non-Account accounts."""
     with pytest.raises(TypeError, match="key_limit"):
         RequestLimiter(10)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="account"):
         RequestLimiter(Limit(), Limit())  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="safety_margin"):
-        RequestLimiter(Limit(), Account(), safety_margin=-0.001)
     assert RequestLimiter().account.limit == DEFAULT_ACCOUNT_LIMIT
-
-
-def test_default_safety_margin() -> None:
-    """The default margin is 5 ms, but never more than 1% of the window."""
-    assert default_safety_margin(Limit(10.0, 10)) == pytest.approx(0.005)
-    assert default_safety_margin(Limit(50.0, 5)) == pytest.approx(0.001)
 
 
 # --- the sliding-window log, without an event loop ---------------------------------
@@ -127,12 +119,12 @@ def test_gate_never_lets_more_than_burst_into_a_window(
 ) -> None:
     """Starting each request at max(arrival, ready_at()) keeps every window at <= burst."""
     limit = Limit(rate, burst, in_flight=1_000)
-    # A microsecond of margin absorbs float rounding (the real default is milliseconds).
-    gate = _Gate(limit, margin=1e-6)
+    gate = _Gate(limit)
     starts: list[float] = []
     for arrival in sorted(arrivals):
         start = max(arrival, gate.ready_at(), starts[-1] if starts else -math.inf)
-        gate.take(start)
+        # A microsecond of margin absorbs float rounding (the real one is milliseconds).
+        gate.take(start + 1e-6)
         starts.append(start)
     assert max_in_window(starts, limit.window) <= burst
 
@@ -144,7 +136,7 @@ def test_gate_never_lets_more_than_burst_into_a_window(
 )
 def test_gate_back_to_back_reaches_the_rate(rate: float, burst: int, n: int) -> None:
     """With requests always waiting, n starts take (n - burst) / rate: the full rate."""
-    gate = _Gate(Limit(rate, burst, in_flight=1_000), margin=0.0)
+    gate = _Gate(Limit(rate, burst, in_flight=1_000))
     start = 0.0
     for _ in range(n):
         start = max(start, gate.ready_at())
@@ -163,7 +155,7 @@ def test_gate_pause_spreads_the_resumption(
     rate: float, burst: int, earlier: list[float], pause: float
 ) -> None:
     """After pause(P) the k-th next start is no earlier than P + k / rate."""
-    gate = _Gate(Limit(rate, burst, in_flight=1_000), margin=0.0)
+    gate = _Gate(Limit(rate, burst, in_flight=1_000))
     now = 0.0
     for arrival in sorted(earlier):
         now = max(now, arrival, gate.ready_at())
@@ -178,7 +170,7 @@ def test_gate_pause_spreads_the_resumption(
 
 def test_gate_pause_never_shortens() -> None:
     """A shorter pause after a longer one changes nothing."""
-    gate = _Gate(Limit(10.0, 2, in_flight=10), margin=0.0)
+    gate = _Gate(Limit(10.0, 2, in_flight=10))
     gate.pause(5.0)
     before = (gate.paused_until, list(gate.log), gate.ready_at())
     gate.pause(1.0)
@@ -189,7 +181,7 @@ def test_gate_pause_never_shortens() -> None:
 
 def test_gate_in_flight_and_untake() -> None:
     """A full in-flight cap means 'wait for a release'; untake forgets a start entirely."""
-    gate = _Gate(Limit(1.0, 2, in_flight=2), margin=0.0)
+    gate = _Gate(Limit(1.0, 2, in_flight=2))
     gate.take(0.0)
     gate.take(0.5)
     assert gate.ready_at() == math.inf
@@ -222,24 +214,27 @@ async def test_no_window_holds_more_than_burst() -> None:
 
 
 async def test_steady_state_rate_is_at_least_97_percent() -> None:
-    """Saturated, the limiter finishes n requests within 3% of the ideal (n - burst) / rate."""
+    """Answered at once, each start comes within 3% of a window after the burst-th before it."""
+    # That is the full rate: `burst` starts per window. The first window pays the
+    # whole safety margin (nothing is known of the path yet), which shifts part of
+    # the schedule once; it is left out.
     limit = Limit(rate=100.0, burst=20, in_flight=1_000)
     limiter = RequestLimiter(limit, Account(FAST))
     starts: list[float] = []
 
     async def request() -> None:
-        async with limiter.slot():
+        async with limiter.slot() as timing:
             starts.append(anyio.current_time())
+            await sent_and_answered(timing)
 
     async with anyio.create_task_group() as tg:
-        for _ in range(100):
+        for _ in range(120):
             tg.start_soon(request)
-    ideal = (len(starts) - limit.burst) / limit.rate
-    achieved = max(starts) - min(starts)
-    assert achieved >= ideal  # never faster than the limit...
-    assert ideal / achieved >= 0.97  # ...and hardly slower
+    starts.sort()
+    gaps = [starts[k] - starts[k - limit.burst] for k in range(2 * limit.burst, len(starts))]
+    assert min(gaps) >= limit.window  # never faster than the limit...
+    assert limit.window / (sum(gaps) / len(gaps)) >= 0.97  # ...and hardly slower
     assert limiter.stats.waited > 0
-    assert limiter.stats.max_wait >= ideal * 0.97
 
 
 async def test_key_and_account_limits_hold_together() -> None:
@@ -513,7 +508,9 @@ async def test_already_cancelled_caller_takes_nothing() -> None:
 
 
 async def test_pause_then_resume_spread_out() -> None:
-    """No start before the pause ends, and then one every 1/rate, not a burst."""
+    """No start before the pause ends, and then the k-th no sooner than k/rate after: no burst."""
+    # Measured from the pause's end rather than between neighbours: a start woken
+    # late by the event loop is late, which must not count against the next one.
     limit = Limit(rate=50.0, burst=5, in_flight=100)
     limiter = RequestLimiter(limit, Account(FAST))
     starts: list[float] = []
@@ -528,9 +525,8 @@ async def test_pause_then_resume_spread_out() -> None:
         for _ in range(7):
             tg.start_soon(request)
     starts.sort()
-    assert starts[0] >= paused_at + 0.1
-    gaps = [later - earlier for earlier, later in itertools.pairwise(starts)]
-    assert min(gaps) >= 0.9 / limit.rate
+    for k, start in enumerate(starts):
+        assert start >= paused_at + 0.1 + k / limit.rate
     assert limiter.stats.pauses == 1
 
 

@@ -8,9 +8,8 @@ itself is not the point, so that both backends together stay within seconds.
 from __future__ import annotations
 
 import logging
-import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 from datetime import time as dtime
 
@@ -93,22 +92,6 @@ def serve(running: RunningEmulator, **config: object) -> Emulator:
 # --- shared account -----------------------------------------------------------------
 
 
-@pytest.fixture
-def prompt_server_thread() -> Iterator[None]:
-    """Let the in-process emulator's thread take the GIL within 1 ms, not 5."""
-    # The emulator stamps arrivals when its thread gets the GIL. At the default
-    # 5 ms switch interval a busy client can delay that by about as much as the
-    # limiter's 5 ms safety margin, which a real server across a network does
-    # not see; the test is about the client's schedule, not the GIL's.
-    previous = sys.getswitchinterval()
-    sys.setswitchinterval(0.001)
-    try:
-        yield
-    finally:
-        sys.setswitchinterval(previous)
-
-
-@pytest.mark.usefixtures("prompt_server_thread")
 async def test_two_keys_share_one_account_without_429(oxystats_emulator: RunningEmulator) -> None:
     """Two clients of one Account(12/s) stay under an emulator enforcing 12 per 1 s per account."""
     serve(
