@@ -32,6 +32,7 @@ from oxystats._pages import Done, PageFetcher
 from oxystats._pipeline import USER_AGENT, CallOptions, Connection, RequestPipeline
 from oxystats._query import UsageQuery, check_products
 from oxystats._retry import RetryPolicy
+from oxystats._shared import fingerprint
 from oxystats._streams import PageStream, RowStream, open_page_stream
 from oxystats._types import DateLike, Grouping, InstanceIds, ProductLike, Products
 
@@ -149,7 +150,7 @@ class AsyncClient:
             # A pool of our own carries the headers itself (merging them on every
             # request is measurable in a backfill); an injected one gets them per request.
             headers=None if self._owns_http else headers,
-            limiter=RequestLimiter(key_limit, account),
+            limiter=RequestLimiter(key_limit, account, key_fingerprint=fingerprint(api_key)),
             secrets=(api_key,),
             observers=Observers(hooks),
         )

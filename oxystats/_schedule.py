@@ -278,13 +278,17 @@ class Scheduler:
         """A granted request went out at ``sent``: count it from there, in both logs."""
         self._move(key, start, sent, self.margin.value(sent))
 
-    def answered(self, key: KeyQueue, start: Start, sent: float, answered: float) -> None:
+    def answered(self, key: KeyQueue, start: Start, sent: float, answered: float) -> float | None:
         """Its answer came at ``answered``: its round trip bounds how late it arrived.
 
         The request's margin shrinks to how much slower than the fastest lately
         its round trip was (never below zero, never above the margin). When a
         new fastest round trip shows that the earlier ones were slow after all,
         the requests answered lately get their margins back accordingly.
+
+        Returns:
+            The margin the request is now counted with (before the gates' caps),
+            or `None` while round trips are not trusted yet.
         """
         margin = self.margin
         round_trip = answered - sent
@@ -292,7 +296,7 @@ class Scheduler:
         margin.observe(round_trip)
         self._answered.append((key, start, sent, round_trip))
         if margin.excess(round_trip) is None:
-            return
+            return None
         value = margin.value(answered)
         # Normally only this answer moves; after a new fastest, every recent one.
         recent = self._answered if margin.fastest < fastest else ((key, start, sent, round_trip),)
@@ -300,6 +304,9 @@ class Scheduler:
             excess = margin.excess(other_trip)
             assert excess is not None
             self._move(other_key, other, other_sent, min(excess, value))
+        excess = margin.excess(round_trip)
+        assert excess is not None
+        return min(excess, value)
 
     def _move(self, key: KeyQueue, start: Start, sent: float, margin: float) -> None:
         at_key, at_account = key.gate.counted_at(sent, margin), self.gate.counted_at(sent, margin)
