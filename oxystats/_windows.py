@@ -71,6 +71,12 @@ def _even_windows(
     ]
 
 
+def window_count(start: datetime, end: datetime, *, max_span: timedelta = MAX_SPAN) -> int:
+    """How many windows `split_range` makes of ``[start, end]``, without making them."""
+    span = end.astimezone(UTC) - start.astimezone(UTC) + _SECOND
+    return max(1, math.ceil(span / (max_span + _SECOND)))
+
+
 def split_range(start: datetime, end: datetime, *, max_span: timedelta = MAX_SPAN) -> list[Window]:
     """Split ``[start, end]`` (inclusive, whole seconds) into the fewest windows.
 
