@@ -116,6 +116,8 @@ def serve_in_thread(
     """
     import uvicorn  # the emulator's state loads without the server's dependencies
 
+    from ._uvicorn_server import EmulatorServer
+
     slot = _Slot(_emulator_of(target))
     sock = _bind(host, port)
     config = uvicorn.Config(
@@ -129,7 +131,7 @@ def serve_in_thread(
         timeout_graceful_shutdown=1,
     )
     _quiet_dropped_connections()
-    server = uvicorn.Server(config)
+    server = EmulatorServer(config)
     thread = threading.Thread(
         target=server.run, kwargs={"sockets": [sock]}, name="oxystats-emulator", daemon=True
     )
@@ -177,6 +179,8 @@ def serve(
     """
     import uvicorn  # the emulator's state loads without the server's dependencies
 
+    from ._uvicorn_server import EmulatorServer
+
     emulator = _emulator_of(config)
     sock = _bind(host, port)
     uvicorn_config = uvicorn.Config(
@@ -193,6 +197,6 @@ def serve(
     if on_ready is not None:
         on_ready(f"http://{_host_for_url(host)}:{sock.getsockname()[1]}")
     try:
-        uvicorn.Server(uvicorn_config).run(sockets=[sock])
+        EmulatorServer(uvicorn_config).run(sockets=[sock])
     finally:
         sock.close()
