@@ -101,9 +101,8 @@ def _parser(prog: str = "python -m oxystats.emulator") -> argparse.ArgumentParse
         default=None,
         metavar="INSTANT",
         help=(
-            "start a clock: usage after this instant is invisible; ISO 8601 with Z or an "
-            "offset (2025-03-10T12:00:00Z), or a date meaning its 00:00:00Z "
-            "(default: no clock, all data visible)"
+            "start a clock: usage after INSTANT is invisible; INSTANT is ISO 8601 with Z or "
+            "an offset, or a date for its 00:00:00Z (default: no clock, all data visible)"
         ),
     )
     limits = parser.add_argument_group("rate limits")

@@ -306,9 +306,11 @@ class EmulatorConfig:
     ``keys`` maps each accepted API key to the account it belongs to.
     ``log_size`` caps the request log (oldest entries are dropped first);
     ``cache_size`` is the number of full query results kept in memory.
-    ``jitter`` delays each request's arrival like a network path.
-    ``now`` starts the emulator's clock: usage recorded after it is invisible
-    (``None``, the default: no clock, every day of the data is visible).
+    ``jitter`` delays each request's arrival like a network path (see
+    [`ArrivalJitter`][oxystats.emulator.ArrivalJitter]). ``now`` starts the
+    emulator's clock: usage recorded after it is invisible (``None``, the
+    default: no clock, every day of the data is visible; see
+    [`Emulator.now`][oxystats.emulator.Emulator.now]).
     """
 
     dataset: Dataset = attrs.field(factory=Dataset)

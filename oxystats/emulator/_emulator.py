@@ -260,7 +260,8 @@ class Emulator:
 
         ``instances`` filters like ``instances[]`` does: unknown UUIDs are
         ignored, and if none is known the result is empty. With a clock,
-        usage recorded after `now` is left out, as the API leaves it out.
+        usage recorded after [`now`][oxystats.emulator.Emulator.now] is left
+        out, as the API leaves it out.
         """
         product = _text(product)
         if product not in self.products:
