@@ -329,12 +329,21 @@ async def test_hang_never_answers(oxystats_emulator: RunningEmulator) -> None:
     """The request is accepted and held, with its slot, until the client goes away."""
     emulator = counting_in_flight(oxystats_emulator.emulator)
     emulator.faults = Faults(hang=1.0)
-    async with httpx.AsyncClient(base_url=oxystats_emulator.url, headers=HEADERS) as client:
-        with anyio.move_on_after(0.5) as scope:
-            await client.get(USAGE, params=usage())
-        assert scope.cancelled_caught
-        assert emulator.stats()["in_flight"] == {"account-1/key-1": 1}
-        assert emulator.counters.total == 0, "still being held"
+    gave_up: list[bool] = []
+    async with (
+        httpx.AsyncClient(base_url=oxystats_emulator.url, headers=HEADERS) as client,
+        anyio.create_task_group() as group,
+    ):
+
+        async def ask() -> None:
+            with anyio.move_on_after(0.5) as scope:
+                await client.get(USAGE, params=usage())
+            gave_up.append(scope.cancelled_caught)
+
+        group.start_soon(ask)
+        await wait_until(lambda: emulator.stats()["in_flight"] == {"account-1/key-1": 1})
+        assert emulator.counters.total == 0, "accepted, held, not finished"
+    assert gave_up == [True], "no answer came within 0.5 s"
     # The client has closed its connection: the server lets the request go.
     await wait_until(lambda: emulator.counters.total == 1)
     assert [(entry.status, entry.fault) for entry in emulator.log] == [(0, "hang")]

@@ -32,6 +32,14 @@ INSTANCES = "/stats/v1/filters/instances"
 DRAWS = 20_000
 
 
+async def logged(emulator: Emulator, count: int) -> None:
+    """Wait until ``count`` requests are logged: the server logs each just after answering it."""
+    with anyio.fail_after(5):
+        # Polled: the server's thread signals nothing to this one.
+        while emulator.counters.total < count:  # noqa: ASYNC110
+            await anyio.sleep(0.01)
+
+
 def delays(jitter: ArrivalJitter, n: int = DRAWS) -> list[float]:
     """The first ``n`` delays a new stream draws for ``jitter``."""
     stream = ArrivalDelays(jitter)
@@ -175,6 +183,7 @@ async def test_stamps_lag_send_times_by_the_drawn_delays(
             sent.append(time.monotonic())
             assert (await client.get(INSTANCES)).status_code == 200
             answered.append(time.monotonic())
+    await logged(emulator, len(expected))
     # One request at a time: the log is in sending order, each entry with its own draw.
     stamps = [entry.time for entry in emulator.log]
     lags = [stamp - start for stamp, start in zip(stamps, sent, strict=True)]
@@ -230,6 +239,7 @@ async def test_a_client_at_the_limit_sees_429s_once_the_network_jitters(
     for name, setting in (("steady", ArrivalJitter()), ("jittery", jitter)):
         emulator = oxystats_emulator.use(Emulator(EmulatorConfig(limits=limits, jitter=setting)))
         sent = await paced(oxystats_emulator, count, period)
+        await logged(emulator, count)
         assert max_in_window(sent, 1.0) <= 10, "the client kept to the limit"
         statuses[name] = [entry.status for entry in emulator.log]
         admitted = [entry.time for entry in emulator.log if entry.status == 200]

@@ -3,9 +3,9 @@
 It owns the data, the mutable runtime settings (limits, faults, arrival
 jitter and the clock can be changed while serving), the limiter, the fault
 and delay streams, the request log and counters, and the caches that make
-repeated queries cheap. The HTTP side is
-in `_app`, built only when `Emulator.app` is first asked for; this module
-answers "what is the body for this query string".
+repeated queries cheap. The HTTP side is in `_app`, built only when
+`Emulator.app` is first asked for; this module answers "what is the body for
+this query string".
 """
 
 from __future__ import annotations
@@ -171,7 +171,8 @@ class Emulator:
 
         Raises:
             TypeError: ``delta`` is not a `datetime.timedelta`.
-            ValueError: ``delta`` is negative, or the emulator has no clock.
+            ValueError: ``delta`` is negative or leaves the calendar, or the
+                emulator has no clock.
         """
         if not isinstance(delta, timedelta):
             raise TypeError(f"delta must be a datetime.timedelta, got {delta!r}")

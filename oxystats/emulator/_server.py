@@ -111,6 +111,9 @@ def serve_in_thread(
 ) -> Iterator[RunningEmulator]:
     """Serve an emulator with uvicorn in a daemon thread until the block exits.
 
+    On exit the server stops accepting, gives the requests in progress one
+    second to finish, then closes the connections still open without an answer.
+
     ``target`` is an `Emulator`, or the config of a new one (default config if
     ``None``). ``port=0`` picks a free port; see ``RunningEmulator.url``.
     """
