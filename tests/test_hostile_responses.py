@@ -129,9 +129,9 @@ def setting(path: str, value: object, page: int = 1) -> Lie:
     return on_page(page, lambda doc: set_field(doc, path, value))
 
 
-def pagination(page: int = 1, **values: int | bool) -> Lie:
-    """A lie: page ``page`` claims these ``meta.pagination`` values."""
-    return on_page(page, lambda doc: doc["meta"]["pagination"].update(values))
+def pagination(number: int = 1, /, **values: int | bool) -> Lie:
+    """A lie: page ``number`` claims these ``meta.pagination`` values."""
+    return on_page(number, lambda doc: doc["meta"]["pagination"].update(values))
 
 
 def raw(page: int, body: Callable[[Doc], bytes]) -> Lie:
@@ -206,6 +206,14 @@ def extra_row(doc: Doc) -> None:
 def extra_instance(doc: Doc) -> None:
     """One more instance, with a uuid no other instance has."""
     doc["data"].append({"uuid": "zzz", "name": "z", "status": "enabled", "product": "HB"})
+
+
+def more_instances(doc: Doc) -> None:
+    """Page 2 of 2 (50 instances) becomes page 2 of 3: 100 instances of 250."""
+    doc["data"].extend(
+        {"uuid": f"new-{i}", "name": "n", "status": "enabled", "product": "HB"} for i in range(50)
+    )
+    doc["meta"]["pagination"].update(total_pages=3, total_items=250)
 
 
 def halve_per_page(doc: Doc) -> None:
@@ -546,8 +554,8 @@ INSTANCES_LIES = [
     ),
     Case(
         "instances_total_pages_grows",
-        "page 2 claims 3 pages where page 1 claimed 2",
-        pagination(2, total_pages=3, total_items=250),
+        "page 2 claims 3 pages (and has 100 rows) where page 1 claimed 2",
+        on_page(2, more_instances),
         PAGE_COUNTS,
         call=list_instances,
     ),
