@@ -208,7 +208,7 @@ async def test_no_retry_wait_outlasts_the_deadline() -> None:
 
 
 async def test_the_deadline_bounds_the_wait_in_the_limiter() -> None:
-    """A 429 with Retry-After: 5 pauses the key; a call with deadline=0.5 then ends unsent by 1.5 s."""
+    """429 with Retry-After: 5 pauses the key; the next call (deadline=0.5) ends unsent by 1.5 s."""
     api = FakeApi(lie=only_first_request(lambda doc: status(429, "5")))
     async with api.client(max_retries=0) as client:
         with anyio.fail_after(10), pytest.raises(oxystats.RateLimitError):
