@@ -583,6 +583,14 @@ class RawServer:
                 exchange.finished.set()
 
 
+def dropped(exchange: Exchange) -> None:
+    """The status line, headers promising a body, half the body; then the connection closes."""
+    body = honest_body(exchange)
+    length = [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+    if exchange.head(200, length):
+        exchange.send(body[: len(body) // 2])
+
+
 def closed_port_url() -> str:
     """A loopback URL nothing listens on: connecting to it is refused."""
     with socket.create_server(("127.0.0.1", 0)) as probe:
