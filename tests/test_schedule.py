@@ -94,7 +94,8 @@ def test_abandoned_waiters_leave_the_queue() -> None:
     scheduler.dispatch(now=0.0)
     scheduler.abandon(key, second)
     assert scheduler.dispatch(now=0.1) == [third]
-    assert first.granted_at == 0.0 and second.granted_at is None
+    assert first.granted_at == 0.0
+    assert second.granted_at is None
     assert not scheduler.busy
 
 
@@ -113,7 +114,7 @@ def test_retime_moves_a_start_in_both_logs() -> None:
     """A request sent later than granted counts from when it was sent, in key and account."""
     scheduler = Scheduler(Limit(10.0, 1, 10), margin=0.0)
     key = KeyQueue(ROOMY, margin=0.0)
-    first, second = queue(scheduler, key, 2)
+    _, second = queue(scheduler, key, 2)
     scheduler.dispatch(now=0.0)
     scheduler.retime(key, 0.0, 0.05)
     assert scheduler.dispatch(now=0.1) == []
