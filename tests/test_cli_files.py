@@ -356,13 +356,14 @@ def test_parquet_after_ctrl_c_resumes_to_a_whole_file(
     oxystats_emulator.emulator.faults = Faults(latency=0.02)
     checkpoint = tmp_path / "run.sqlite"
     out = tmp_path / "usage.parquet"
+    end = date(2025, 5, 31)  # about 30 pages at 15 per second: seconds to interrupt it in
     args = [
-        *usage_args("--group-by", "DAY", "--group-by", "TARGET", "--checkpoint", str(checkpoint)),
+        *usage_args("--group-by", "DAY", "--group-by", "TARGET", end=end),
         *["--rate", "15", "--burst", "1", "--in-flight", "2", "-o", str(out)],
-        *["--base-url", oxystats_emulator.url],
+        *["--checkpoint", str(checkpoint), "--base-url", oxystats_emulator.url],
     ]
     command = [sys.executable, "-m", "oxystats", *args]
-    done = _interrupt(command, lambda: usage_requests(oxystats_emulator) >= 3)
+    done = _interrupt(command, lambda: usage_requests(oxystats_emulator) >= 6)
     assert done.returncode == 130, done.stderr
     assert b"Traceback" not in done.stderr
     assert b"run the same command again to resume" in done.stderr
@@ -374,4 +375,4 @@ def test_parquet_after_ctrl_c_resumes_to_a_whole_file(
         (r["day"].isoformat(), r["target"]): (r["requests"], r["traffic_bytes"])
         for r in table.to_pylist()
     }
-    assert got == truth(oxystats_emulator, ["DAY", "TARGET"])
+    assert got == truth(oxystats_emulator, ["DAY", "TARGET"], end=end)
