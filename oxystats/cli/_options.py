@@ -69,7 +69,7 @@ def output_option(command: F) -> F:
         "-o",
         "--output",
         metavar="FILE",
-        help="Write to this new file (atomically) instead of standard output; - is stdout.",
+        help="Write to this file (new, or replaced with --force) instead of stdout; - is stdout.",
     )(command)
 
 
