@@ -145,9 +145,9 @@ def key_leaks(root: object, path: str = "exc") -> list[str]:
         elif isinstance(obj, list | tuple | set | frozenset):
             for index, item in enumerate(list(obj)):
                 visit(item, f"{where}[{index}]", depth + 1)
-        if attrs.has(type(obj)):
-            for field in attrs.fields(type(obj)):
-                visit(getattr(obj, field.name, None), f"{where}.{field.name}", depth + 1)
+        # Slotted attrs classes have no vars(): walk their fields.
+        for field in getattr(type(obj), "__attrs_attrs__", ()):
+            visit(getattr(obj, field.name, None), f"{where}.{field.name}", depth + 1)
         with contextlib.suppress(TypeError):
             for name, value in list(vars(obj).items()):
                 visit(value, f"{where}.{name}", depth + 1)
@@ -324,13 +324,13 @@ class FakeApi:
                 total = sums.setdefault(key, [0, 0])
                 total[0] += cell.requests
                 total[1] += cell.traffic_bytes
-            rows = [
+            rows: list[Doc] = [
                 {"grouped_by": list(key), "requests": value[0], "traffic_bytes": value[1]}
                 for key, value in sorted(sums.items())
             ]
-            totals = {
-                "requests": sum(row["requests"] for row in rows),
-                "traffic_bytes": sum(row["traffic_bytes"] for row in rows),
+            totals: Doc = {
+                "requests": sum(value[0] for value in sums.values()),
+                "traffic_bytes": sum(value[1] for value in sums.values()),
             }
             self._results[whole] = (rows, totals)
         return self._results[whole]
