@@ -150,6 +150,17 @@ async def test_a_hanging_server_ends_within_the_deadline() -> None:
     assert len(server.exchanges) == 1
 
 
+async def test_the_deadline_bounds_instances() -> None:
+    """instances() from a server that never answers, deadline=0.5: DeadlineExceeded by 1.5 s."""
+    with RawServer(hang) as server:
+        async with oxystats.AsyncClient(KEY, base_url=server.url, deadline=0.5) as client:
+            started = time.monotonic()
+            with anyio.fail_after(10), pytest.raises(oxystats.DeadlineExceeded):
+                await client.instances()
+            elapsed = time.monotonic() - started
+    assert elapsed <= 0.5 + WITHIN
+
+
 async def test_a_billion_pages_end_within_the_deadline() -> None:
     """Page 1 claiming 10**9 pages, deadline=0.5: ResponseFormatError by 1.5 s, one request."""
     api = FakeApi(lie=only_first_request(claiming(10**9, 10**11)))
