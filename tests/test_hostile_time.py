@@ -200,7 +200,7 @@ async def test_no_request_goes_out_after_the_deadline() -> None:
     assert max(sent) < 0.45, f"requests sent at {sorted(sent)} s"
     assert elapsed <= 0.45 + WITHIN
     assert caught.value.requests == len(api.requests)
-    assert caught.value.pages == 1
+    assert caught.value.pages <= 1  # only the first page can be back by then
 
 
 async def test_no_retry_wait_outlasts_the_deadline() -> None:
