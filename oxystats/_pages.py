@@ -19,7 +19,7 @@ from urllib.parse import urlencode
 import attrs
 from anyio.streams.memory import MemoryObjectSendStream
 
-from oxystats._checks import WindowLedger, check_same_counts
+from oxystats._checks import PageFacts, WindowLedger, check_same_counts
 from oxystats._errors import RequestInfo, ResponseFormatError
 from oxystats._fanout import fan_out
 from oxystats._merge import UsageMerger
@@ -163,7 +163,7 @@ class WindowChecks:
             self._done_pages[window_index] = self._done_pages.get(window_index, 0) + 1
             self._done_totals[window_index] = total
 
-    def accept(self, fetched: FetchedPage, request: RequestInfo) -> None:
+    def accept(self, fetched: FetchedPage, facts: PageFacts, request: RequestInfo) -> None:
         """Take one fetched (and on its own, checked) page; raise if its window disagrees."""
         ledger = self._open.get(fetched.window_index)
         if ledger is None:
@@ -184,7 +184,7 @@ class WindowChecks:
                 complete=not earlier,
             )
             self._open[fetched.window_index] = ledger
-        ledger.add(fetched.page, request)
+        ledger.add(fetched.page, facts, request)
         if ledger.finished:
             del self._open[fetched.window_index]
 
@@ -234,9 +234,9 @@ class PageFetcher:
         """One page of ``plan``, checked on its own and against its window."""
         request = plan.request(job)
         document = await self._get_json(request, self.progress)
-        page = parse_usage_page(document, request, plan.query.grouping, number=job.number)
+        page, facts = parse_usage_page(document, request, plan.query.grouping, number=job.number)
         fetched = FetchedPage(job.window_index, job.window, job.number, page)
-        checks.accept(fetched, request)
+        checks.accept(fetched, facts, request)
         self.progress.pages += 1
         return fetched
 

@@ -9,7 +9,7 @@ from urllib.parse import urlencode
 
 import httpx
 
-from oxystats._checks import check_instances_page, check_usage_page
+from oxystats._checks import PageFacts, check_instances_page, check_usage_page
 from oxystats._convert import ShapeError, structure
 from oxystats._errors import (
     APIError,
@@ -118,20 +118,20 @@ def decode_json(content: bytes, request: RequestInfo) -> Any:
 
 def parse_usage_page(
     document: Any, request: RequestInfo, grouping: tuple[GroupBy, ...], *, number: int
-) -> UsagePage:
+) -> tuple[UsagePage, PageFacts]:
     """Structure page ``number`` of a usage query and check it answers the question asked."""
     try:
         page = structure(document, UsagePage)
     except ShapeError as exc:
         raise ResponseFormatError(exc.message, request, field=exc.field) from None
-    check_usage_page(
+    facts = check_usage_page(
         page,
         request,
         number=number,
         per_page=PER_PAGE,
         grouping=tuple(group.value for group in grouping),
     )
-    return page
+    return page, facts
 
 
 def parse_instances_page(document: Any, request: RequestInfo, *, number: int) -> InstancesPage:

@@ -10,6 +10,7 @@ import oxystats
 from oxystats import Pagination, UsagePage, UsageRow, UsageTotals
 from oxystats._checks import (
     MAX_PAGES_PER_WINDOW,
+    PageFacts,
     WindowLedger,
     check_pagination,
     check_usage_page,
@@ -100,10 +101,19 @@ def test_grouping_must_be_the_one_asked() -> None:
         check_usage_page(page(rows(1)), REQUEST, number=1, per_page=100, grouping=("DAY",))
 
 
+def facts(page: UsagePage) -> PageFacts:
+    """What ``page`` adds to its window, taken as it is (no checks of its own)."""
+    return PageFacts(
+        frozenset(row.grouped_by for row in page.data),
+        sum(row.requests for row in page.data),
+        sum(row.traffic_bytes for row in page.data),
+    )
+
+
 def ledger_of(first: UsagePage, expected_pages: int = 2) -> WindowLedger:
     """A ledger that has seen ``first``."""
     ledger = WindowLedger(first.pagination, first.totals, expected_pages=expected_pages)
-    ledger.add(first, REQUEST)
+    ledger.add(first, facts(first), REQUEST)
     return ledger
 
 
@@ -123,7 +133,7 @@ def test_a_window_that_agrees_passes_and_finishes() -> None:
     first, second = two_pages()
     ledger = ledger_of(first)
     assert not ledger.finished
-    ledger.add(second, REQUEST)
+    ledger.add(second, facts(second), REQUEST)
     assert ledger.finished
 
 
@@ -132,10 +142,10 @@ def test_pages_of_a_window_must_agree() -> None:
     first, second = two_pages()
     grown = UsagePage(second.data, second.totals, Pagination(2, 100, 250, 3), GROUPING)
     with fails("meta.pagination.total_items"):
-        ledger_of(first).add(grown, REQUEST)
+        ledger_of(first).add(grown, facts(grown), REQUEST)
     moved = UsagePage(second.data, UsageTotals(201, 2000), second.pagination, GROUPING)
     with fails("totals"):
-        ledger_of(first).add(moved, REQUEST)
+        ledger_of(first).add(moved, facts(moved), REQUEST)
 
 
 def test_a_key_twice_in_a_window_is_refused() -> None:
@@ -143,7 +153,7 @@ def test_a_key_twice_in_a_window_is_refused() -> None:
     first, _ = two_pages()
     again = UsagePage(first.data[:50], first.totals, Pagination(2, 100, 150, 2), GROUPING)
     with fails("data[0]"):
-        ledger_of(first).add(again, REQUEST)
+        ledger_of(first).add(again, facts(again), REQUEST)
 
 
 def test_rows_must_sum_to_the_totals() -> None:
@@ -151,12 +161,12 @@ def test_rows_must_sum_to_the_totals() -> None:
     first, second = two_pages()
     short = UsagePage(rows(*[2] * 49, 1, start=100), second.totals, second.pagination, GROUPING)
     with fails("totals"):
-        ledger_of(first).add(short, REQUEST)
+        ledger_of(first).add(short, facts(short), REQUEST)
 
 
 def test_a_partial_window_is_not_summed() -> None:
     """When an earlier run fetched some pages, the sum cannot be checked and is not."""
     _, second = two_pages()
     ledger = WindowLedger(second.pagination, second.totals, expected_pages=1, complete=False)
-    ledger.add(second, REQUEST)
+    ledger.add(second, facts(second), REQUEST)
     assert ledger.finished

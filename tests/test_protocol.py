@@ -96,4 +96,5 @@ def test_grouping_must_answer_the_question() -> None:
     request = usage_request("HB", WINDOW, (GroupBy.DAY,), None, 1)
     with pytest.raises(oxystats.ResponseFormatError, match=r"meta\.grouping"):
         parse_usage_page(document, request, (GroupBy.DAY,), number=1)
-    assert parse_usage_page(document, request, (GroupBy.TARGET,), number=1).data == ()
+    page, _ = parse_usage_page(document, request, (GroupBy.TARGET,), number=1)
+    assert page.data == ()
