@@ -158,13 +158,15 @@ def exporter(
     SIGTERM.
     """
     _require_prometheus_client()
-    from prometheus_client import CollectorRegistry
+    from prometheus_client import CollectorRegistry, disable_created_metrics
 
     from oxystats.cli._exporter_metrics import ExporterMetrics, serve_metrics
 
     today = utc_now().date()
     for product in products:  # a bad product is exit 2, before anything listens
         UsageQuery.build(product, today, today, [GroupBy.DAY])
+    # No `*_created` series beside every counter: they say when this process started it.
+    disable_created_metrics()
     with command_logging(quiet=settings.quiet, progress_bar=False):
         registry = CollectorRegistry()
         client = settings.make_client(event_hooks=[PrometheusMetrics(registry=registry)])
