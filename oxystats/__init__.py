@@ -52,6 +52,7 @@ from oxystats._models import (
     Window,
 )
 from oxystats._options import DEFAULT_BASE_URL
+from oxystats._prometheus import PrometheusMetrics
 from oxystats._query import UsageQuery
 from oxystats._retry import RetryEvent
 from oxystats._streams import PageStream, RowStream
@@ -88,6 +89,7 @@ __all__ = [
     "Product",
     "ProductLike",
     "Products",
+    "PrometheusMetrics",
     "RateLimitError",
     "RequestEvent",
     "RequestInfo",

@@ -1,8 +1,8 @@
 """How the ``oxystats`` command fails: one line on stderr and an exit code.
 
-Expected failures print ``oxystats: error: ...`` and exit with 2 (bad
-arguments) or 1 (the API or the network failed); ``--debug`` shows the
-traceback instead.
+Expected failures print ``oxystats: error: ...`` (a JSON object with
+``--log-format json``) and exit with 2 (bad arguments) or 1 (the API or the
+network failed); ``--debug`` shows the traceback instead.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from oxystats import (
     OxystatsError,
     PermissionDeniedError,
 )
+from oxystats.cli._logging import reset_log_options, say
 
 __all__ = ["OxystatsGroup", "debug_option", "is_interrupt"]
 
@@ -51,7 +52,7 @@ def is_interrupt(exc: BaseException) -> bool:
 
 
 def error_line(message: str) -> None:
-    click.echo(f"oxystats: error: {' '.join(message.split())}", err=True)
+    say("error", message)
 
 
 def describe(exc: BaseException) -> str:
@@ -78,6 +79,7 @@ class OxystatsGroup(click.Group):
         **extra: Any,
     ) -> click.Context:
         _DEBUG["on"] = False  # a new run; --debug (here or on the command) sets it again
+        reset_log_options()
         return super().make_context(info_name, args, parent, **extra)
 
     def invoke(self, ctx: click.Context) -> Any:

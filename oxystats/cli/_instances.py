@@ -6,6 +6,7 @@ import anyio
 import click
 
 from oxystats.cli._destination import Destination
+from oxystats.cli._logging import command_logging
 from oxystats.cli._options import (
     ClientSettings,
     client_options,
@@ -40,14 +41,15 @@ def instances(
     if fmt == "parquet":
         raise click.BadParameter("parquet is for usage only", param_hint="'--format'")
     destination = Destination.check(output, force=force)
-    client = settings.make_client()
+    with command_logging(quiet=settings.quiet, progress_bar=False):
+        client = settings.make_client()
 
-    async def fetch() -> list[tuple[str, str, str, str]]:
-        async with client:
-            found = await client.instances(products or None)
-        return [(i.uuid, i.name, i.status, i.product) for i in found]
+        async def fetch() -> list[tuple[str, str, str, str]]:
+            async with client:
+                found = await client.instances(products or None)
+            return [(i.uuid, i.name, i.status, i.product) for i in found]
 
-    records = anyio.run(fetch, backend=settings.backend)
+        records = anyio.run(fetch, backend=settings.backend)
     columns = ["uuid", "name", "status", "product"]
     with open_writer(destination, fmt, columns, title="instances") as writer:
         writer.write(records)

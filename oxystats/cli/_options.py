@@ -7,15 +7,23 @@ import functools
 import os
 import sys
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
 import attrs
 import click
 
-from oxystats import DEFAULT_BASE_URL, AsyncClient, GroupBy, Limit, UnknownInstanceWarning
+from oxystats import (
+    DEFAULT_BASE_URL,
+    AsyncClient,
+    EventHook,
+    GroupBy,
+    Limit,
+    UnknownInstanceWarning,
+)
 from oxystats.cli._group import API_KEY_ENV, F, debug_option
+from oxystats.cli._logging import log_options, say
 from oxystats.cli._output import format_for
 
 __all__ = ["GROUP_BY", "ClientSettings", "client_options", "force_option", "output_option"]
@@ -54,7 +62,7 @@ class ClientSettings:
             raise ValueError(f"no API key: set {API_KEY_ENV} or pass --api-key-file FILE")
         return key
 
-    def make_client(self) -> AsyncClient:
+    def make_client(self, *, event_hooks: Sequence[EventHook] = ()) -> AsyncClient:
         """The client, checked now, before any event loop or request: bad options exit 2."""
         return AsyncClient(
             self.read_key(),
@@ -64,6 +72,7 @@ class ClientSettings:
             deadline=self.deadline,
             key_limit=self.limit,
             allow_insecure_http=self.allow_insecure_http,
+            event_hooks=event_hooks,
         )
 
 
@@ -150,13 +159,19 @@ def client_options(command: Callable[..., Any]) -> Callable[..., Any]:
             is_flag=True,
             help="Allow an http:// --base-url that is not this machine (the key goes in clear).",
         ),
-        click.option("-q", "--quiet", is_flag=True, help="No progress bar."),
+        click.option(
+            "-q",
+            "--quiet",
+            is_flag=True,
+            help="No progress bar; only warnings and errors on stderr.",
+        ),
         click.option(
             "--backend",
             type=click.Choice(["asyncio", "trio"]),
             default="asyncio",
             hidden=True,
         ),
+        log_options,
         debug_option,
     ]
 
@@ -200,7 +215,7 @@ def warnings_as_lines() -> Iterator[None]:
     """Show the library's warnings as ``oxystats: warning: ...`` lines on stderr."""
 
     def show(message: Warning | str, *args: Any, **kwargs: Any) -> None:
-        click.echo(f"oxystats: warning: {message}", err=True)
+        say("warning", str(message))
 
     with warnings.catch_warnings():
         warnings.simplefilter("always", UnknownInstanceWarning)

@@ -19,7 +19,7 @@ from pathlib import Path
 from oxystats import Limit, UsageQuery, Window
 from oxystats.cli._destination import Destination
 
-__all__ = ["minimum_seconds", "plan_lines"]
+__all__ = ["duration", "minimum_seconds", "plan_lines"]
 
 _LISTED = 10
 """Windows listed in full; past that, the first and the last few."""
@@ -72,7 +72,7 @@ def plan_lines(
         ),
         *_rows(
             "time",
-            f"at least {_duration(seconds)} for {'it' if requests == 1 else 'them'} at {pace}; "
+            f"at least {duration(seconds)} for {'it' if requests == 1 else 'them'} at {pace}; "
             "a lower bound: later pages, latency and retries only add to it",
         ),
         *_rows("output", f"{fmt} to {destination.describe()}"),
@@ -128,7 +128,8 @@ def _days(start: datetime, end: datetime) -> str:
     return f"{(end - start) / timedelta(days=1):.2f} days"
 
 
-def _duration(seconds: float) -> str:
+def duration(seconds: float) -> str:
+    """``12.5 s``, ``3 min 20 s`` or ``2 h 5 min``."""
     if seconds < 60:
         return f"{seconds:.1f} s"
     minutes, rest = divmod(round(seconds), 60)

@@ -8,9 +8,10 @@ prints the plan.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Mapping
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import anyio
@@ -22,6 +23,7 @@ from oxystats import (
     AsyncClient,
     FetchedPage,
     GroupBy,
+    Limit,
     UsageMerger,
     UsageQuery,
     UsageTotals,
@@ -32,6 +34,7 @@ from oxystats.cli._dates import DATE
 from oxystats.cli._destination import Destination, refuse_checkpoint_as_output
 from oxystats.cli._fingerprint import open_checkpoint
 from oxystats.cli._group import is_interrupt
+from oxystats.cli._logging import cli_logger, command_logging, json_logs
 from oxystats.cli._options import (
     GROUP_BY,
     ClientSettings,
@@ -48,10 +51,13 @@ from oxystats.cli._output import (
     require_pyarrow,
     usage_records,
 )
-from oxystats.cli._plan import plan_lines
+from oxystats.cli._plan import duration, minimum_seconds, plan_lines
 from oxystats.cli._progress import PageProgress, progress_enabled
 
 __all__ = ["usage"]
+
+LONG_RUN_SECONDS = 10.0
+"""A run whose first pages alone take at least this long says when it starts and ends."""
 
 _DATE_HELP = "YYYY-MM-DD, today, yesterday or -Nd (whole UTC days), or ISO 8601 with an offset."
 
@@ -181,29 +187,24 @@ def usage(
         )
         click.echo("\n".join(lines))
         return
-    run = UsageRun(
-        client=settings.make_client(),
-        query=query,
-        fmt=fmt,
-        destination=destination,
-        merge=not no_merge,
-        progress=progress_enabled(settings.quiet),
-    )
-    if checkpoint is None:
-        run.fetch_and_write(None, settings.backend)
-        return
-    with open_checkpoint(checkpoint, query, run.client.base_url) as store:
-        try:
-            run.fetch_and_write(store, settings.backend)
-        except (KeyboardInterrupt, BaseExceptionGroup) as exc:
-            if not is_interrupt(exc):
-                raise
-            click.echo(
-                f"oxystats: interrupted; {len(store.done())} page(s) saved in {store.path}: "
-                "run the same command again to resume",
-                err=True,
-            )
-            raise click.exceptions.Exit(130) from None
+    progress = progress_enabled(settings.quiet or json_logs())
+    with command_logging(quiet=settings.quiet, progress_bar=progress):
+        run = UsageRun(
+            client=settings.make_client(),
+            query=query,
+            fmt=fmt,
+            destination=destination,
+            merge=not no_merge,
+            progress=progress,
+            minimum_seconds=minimum_seconds(
+                len(query.windows()), [settings.limit, Account().limit]
+            ),
+        )
+        run.start(settings.limit)
+        if checkpoint is None:
+            run.fetch_and_write(None, settings.backend)
+        else:
+            run.fetch_and_write_with(checkpoint, settings.backend)
 
 
 @attrs.frozen
@@ -216,6 +217,52 @@ class UsageRun:
     destination: Destination
     merge: bool
     progress: bool
+    minimum_seconds: float
+    """The least time the run's first pages take at the limits: a long run says it starts."""
+
+    @property
+    def _lines_level(self) -> int:
+        # A long run says when it starts and ends without -v; a short one, with -vv.
+        return logging.INFO if self.minimum_seconds >= LONG_RUN_SECONDS else logging.DEBUG
+
+    def start(self, limit: Limit) -> None:
+        """Say what the run is about to fetch, and the least time it takes."""
+        query = self.query
+        windows = len(query.windows())
+        cli_logger.log(
+            self._lines_level,
+            "%s usage %s .. %s UTC: %s, so at least %s and %s at %g/s, burst %d",
+            query.product,
+            query.start.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"),
+            query.end.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"),
+            f"{windows:,} window{'s' if windows != 1 else ''}",
+            f"{windows:,} request{'s' if windows != 1 else ''}",
+            duration(self.minimum_seconds),
+            limit.rate,
+            limit.burst,
+            extra={
+                "product": query.product,
+                "date_from": query.start.isoformat(),
+                "date_to": query.end.isoformat(),
+                "windows": windows,
+                "minimum_seconds": self.minimum_seconds,
+            },
+        )
+
+    def fetch_and_write_with(self, checkpoint: Path, backend: str) -> None:
+        """`fetch_and_write`, resumable: pages go to ``checkpoint`` as they arrive."""
+        with open_checkpoint(checkpoint, self.query, self.client.base_url) as store:
+            try:
+                self.fetch_and_write(store, backend)
+            except (KeyboardInterrupt, BaseExceptionGroup) as exc:
+                if not is_interrupt(exc):
+                    raise
+                click.echo(
+                    f"oxystats: interrupted; {len(store.done())} page(s) saved in {store.path}: "
+                    "run the same command again to resume",
+                    err=True,
+                )
+                raise click.exceptions.Exit(130) from None
 
     def fetch_and_write(self, store: Checkpoint | None, backend: str) -> None:
         """Fetch what ``store`` lacks (everything without one), write the output, summarise.
@@ -244,13 +291,27 @@ class UsageRun:
                 for fetched in store.fetched_pages(query):
                     sink.add(fetched)
             sink.finish()
+        resumed = f", {len(done):,} pages from the checkpoint" if done else ""
+        summary = (
+            f"{sink.rows:,} rows; {sent:,} requests, {retries:,} retries, "
+            f"{limited:,} x 429{resumed}; {time.monotonic() - started:.1f} s"
+        )
         if self.progress:
             # One line of at most 80 columns on a terminal, like the bar above it.
-            resumed = f", {len(done):,} pages from the checkpoint" if done else ""
-            click.echo(
-                f"oxystats: {sink.rows:,} rows; {sent:,} requests, {retries:,} retries, "
-                f"{limited:,} x 429{resumed}; {time.monotonic() - started:.1f} s",
-                err=True,
+            click.echo(f"oxystats: {summary}", err=True)
+        else:
+            cli_logger.log(
+                self._lines_level,
+                "%s",
+                summary,
+                extra={
+                    "rows": sink.rows,
+                    "requests": sent,
+                    "retries": retries,
+                    "rate_limited": limited,
+                    "from_checkpoint": len(done),
+                    "seconds": round(time.monotonic() - started, 3),
+                },
             )
 
     async def _fetch(
