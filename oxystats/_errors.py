@@ -10,7 +10,9 @@ The hierarchy::
     │   ├── RateLimitError        429: too many requests, even after retries
     │   └── ServerError           5xx: the server failed, even after retries
     ├── APIConnectionError        the transport failed (connect, read, timeout) after retries
-    └── ResponseFormatError       a 2xx response did not match the documented shape
+    ├── ResponseFormatError       a 2xx response did not match the documented shape
+    ├── DatabaseError             sync_usage: the database failed or refused a statement
+    └── SyncInProgressError       sync_usage: another sync of the same table is running
 
 Bad arguments never reach the network: they raise `ValueError` or
 `TypeError` before any request is sent.
@@ -33,12 +35,14 @@ __all__ = [
     "APIError",
     "AuthenticationError",
     "BadRequestError",
+    "DatabaseError",
     "OxystatsError",
     "PermissionDeniedError",
     "RateLimitError",
     "RequestInfo",
     "ResponseFormatError",
     "ServerError",
+    "SyncInProgressError",
     "UnknownInstanceWarning",
 ]
 
@@ -261,6 +265,23 @@ class ResponseFormatError(OxystatsError):
         self.field = field
         where = f" at {field}" if field else ""
         super().__init__(f"malformed response to {request}{where}: {message}")
+
+
+class DatabaseError(OxystatsError):
+    """The database of [`sync_usage`][oxystats.sync_usage] failed or refused a statement.
+
+    The driver's own exception is the ``__cause__``. The message names the
+    database by its URL with the password hidden.
+    """
+
+
+class SyncInProgressError(OxystatsError):
+    """Another [`sync_usage`][oxystats.sync_usage] of the same table is running.
+
+    Raised before this sync wrote or requested anything: it did nothing.
+    Run it again once the other one is done (a scheduled job can simply wait
+    for its next turn).
+    """
 
 
 _BY_STATUS: dict[int, type[APIError]] = {

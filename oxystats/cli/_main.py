@@ -10,6 +10,7 @@ from oxystats.cli._demo import demo
 from oxystats.cli._emulator import emulator
 from oxystats.cli._group import OxystatsGroup, debug_option
 from oxystats.cli._instances import instances
+from oxystats.cli._sync import sync
 from oxystats.cli._usage import usage
 
 __all__ = ["cli", "main"]
@@ -26,7 +27,7 @@ def cli() -> None:
     """
 
 
-for _command in (demo, instances, usage, emulator):
+for _command in (demo, instances, usage, sync, emulator):
     cli.add_command(_command)
 
 
