@@ -518,3 +518,74 @@ def test_group_by_default_is_day_and_target() -> None:
     """The library and the command line default to DAY x TARGET, the grouping of the docs."""
     default = inspect.signature(oxystats.sync_usage).parameters["group_by"].default
     assert default == (GroupBy.DAY, GroupBy.TARGET)
+
+
+# -- the documentation tells the truth ------------------------------------------------------
+
+DOCS = Path(__file__).parent.parent / "docs" / "sync.md"
+
+
+def documented_schema(table: str) -> dict[str, tuple[str, str]]:
+    """docs/sync.md's table of ``table``'s columns: name -> (PostgreSQL type, SQLite type)."""
+    section = DOCS.read_text(encoding="utf-8").split(f"### `{table}`\n", 1)[1].split("\n#", 1)[0]
+    columns = {}
+    for line in section.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) == 4 and cells[0].startswith("`"):
+            # A type cell may add a note after the type: `DATE NOT NULL` (text ...).
+            name, postgresql, sqlite = (cell.split("` (")[0].strip("`") for cell in cells[:3])
+            columns[name] = (postgresql, sqlite)
+    return columns
+
+
+def documented_queries() -> list[str]:
+    """Every SQL statement of docs/sync.md but the CREATE TABLE shown as an example."""
+    blocks = DOCS.read_text(encoding="utf-8").split("```sql\n")[1:]
+    statements = [s.strip() for block in blocks for s in block.split("```")[0].split(";")]
+    return [s for s in statements if s and not s.startswith("CREATE")]
+
+
+async def test_the_documented_schema_is_the_schema(
+    oxystats_emulator: RunningEmulator, new_database: Callable[[], str]
+) -> None:
+    """Every column of docs/sync.md's schema, in order, with its type and nullability."""
+    oxystats_emulator.emulator.now = NOW
+    database = new_database()
+    async with client_for(oxystats_emulator) as client:
+        await sync(client, database, since=date(2025, 3, 9), group_by=["DAY", "TARGET", "INSTANCE"])
+    engine = engine_for(database)
+    side = 0 if engine.dialect.name == "postgresql" else 1
+    try:
+        inspector = sa.inspect(engine)
+        for table in ("usage", "sync_runs"):
+            found = {}
+            for column in inspector.get_columns(table):
+                kind = column["type"].compile(dialect=engine.dialect)
+                found[column["name"]] = kind + ("" if column["nullable"] else " NOT NULL")
+            documented = {name: types[side] for name, types in documented_schema(table).items()}
+            if table == "sync_runs":
+                # The key's type is shown as the DDL writes it; the database reports the rest.
+                assert documented.pop("id") in ("SERIAL", "INTEGER")
+                assert found.pop("id").startswith("INTEGER")
+            assert list(found.items()) == list(documented.items())
+        usage_key = inspector.get_pk_constraint("usage")["constrained_columns"]
+        assert usage_key == ["product", "day", "target", "instance"]
+        assert [index["name"] for index in inspector.get_indexes("sync_runs")] == [
+            "sync_runs_by_table"
+        ]
+    finally:
+        engine.dispose()
+
+
+async def test_the_documented_queries_run(
+    oxystats_emulator: RunningEmulator, new_database: Callable[[], str]
+) -> None:
+    """The SQL of docs/sync.md runs as written, and finds rows."""
+    oxystats_emulator.emulator.now = NOW
+    database = new_database()
+    async with client_for(oxystats_emulator) as client:
+        await sync(client, database, since=date(2025, 3, 1), products=["HB", "DC"])
+    statements = documented_queries()
+    assert len(statements) >= 5
+    for statement in statements:
+        assert query(database, statement), statement
