@@ -69,6 +69,7 @@ def bench(session: nox.Session) -> None:
         "throughput",
         "memory",
         "backfill",
+        "sync",
     ]
     for name in names:
         session.run("python", "-m", f"benchmarks.{name}")
