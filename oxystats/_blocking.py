@@ -25,6 +25,7 @@ from oxystats._events import EventHook
 from oxystats._limiter import Account
 from oxystats._limits import Limit
 from oxystats._models import FetchedPage, Instance, UsageReport, UsageRow
+from oxystats._options import DEFAULT_MAX_WINDOWS
 from oxystats._pages import Done
 from oxystats._types import DateLike, Grouping, InstanceIds, ProductLike, Products
 
@@ -68,6 +69,8 @@ class Client:
         account: As for [`AsyncClient`][oxystats.AsyncClient].
         event_hooks: As for [`AsyncClient`][oxystats.AsyncClient]; they are
             called in the client's own event loop thread.
+        allow_insecure_http: As for [`AsyncClient`][oxystats.AsyncClient].
+        max_windows: As for [`AsyncClient`][oxystats.AsyncClient].
         backend: The event loop run in the background thread: ``"asyncio"`` or ``"trio"``.
     """
 
@@ -83,6 +86,8 @@ class Client:
         key_limit: Limit | None = None,
         account: Account | None = None,
         event_hooks: Sequence[EventHook] = (),
+        allow_insecure_http: bool = False,
+        max_windows: int = DEFAULT_MAX_WINDOWS,
         backend: str = "asyncio",
     ) -> None:
         _refuse_running_event_loop()
@@ -98,6 +103,8 @@ class Client:
             key_limit=key_limit,
             account=account,
             event_hooks=event_hooks,
+            allow_insecure_http=allow_insecure_http,
+            max_windows=max_windows,
         )
         try:
             # Made in the portal's event loop thread: the httpx pool belongs to that loop.

@@ -22,7 +22,7 @@ from oxystats import (
     PermissionDeniedError,
 )
 
-__all__ = ["OxystatsGroup", "debug_option"]
+__all__ = ["OxystatsGroup", "debug_option", "is_interrupt"]
 
 API_KEY_ENV = "OXYLABS_API_KEY"
 """Where the command reads the API key from, unless ``--api-key-file`` is given."""
@@ -35,6 +35,19 @@ _DEBUG = {"on": False}
 def _set_debug(ctx: click.Context, param: click.Parameter, value: bool) -> None:
     if value:
         _DEBUG["on"] = True
+
+
+def is_interrupt(exc: BaseException) -> bool:
+    """Whether ``exc`` is Ctrl-C: a `KeyboardInterrupt`, or a group holding one.
+
+    On trio, Ctrl-C lands in whichever task is running, and a task group
+    gathers it into a `BaseExceptionGroup` on its way out.
+    """
+    if isinstance(exc, KeyboardInterrupt):
+        return True
+    if isinstance(exc, BaseExceptionGroup):
+        return any(is_interrupt(inner) for inner in exc.exceptions)
+    return False
 
 
 def error_line(message: str) -> None:
@@ -72,7 +85,9 @@ class OxystatsGroup(click.Group):
             return super().invoke(ctx)
         except (click.exceptions.Exit, click.exceptions.Abort):
             raise
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, BaseExceptionGroup) as exc:
+            if not is_interrupt(exc):
+                raise
             click.echo("oxystats: interrupted", err=True)
             raise click.exceptions.Exit(130) from None
         except click.UsageError as exc:

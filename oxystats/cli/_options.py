@@ -1,4 +1,4 @@
-"""The options the commands share: dates, groupings, and how to reach the API."""
+"""The options the commands share: groupings, where output goes, and how to reach the API."""
 
 from __future__ import annotations
 
@@ -8,60 +8,18 @@ import os
 import sys
 import warnings
 from collections.abc import Callable, Iterator
-from datetime import date, datetime
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
 import attrs
 import click
 
 from oxystats import DEFAULT_BASE_URL, AsyncClient, GroupBy, Limit, UnknownInstanceWarning
-from oxystats.cli._group import API_KEY_ENV, debug_option
+from oxystats.cli._group import API_KEY_ENV, F, debug_option
 from oxystats.cli._output import format_for
 
-__all__ = ["DATE", "GROUP_BY", "ClientSettings", "client_options"]
+__all__ = ["GROUP_BY", "ClientSettings", "client_options", "force_option", "output_option"]
 
-if TYPE_CHECKING:  # click >= 8.2 types ParamType by its value; older click is not generic.
-    _DateParamType = click.ParamType[date | datetime]
-else:
-    _DateParamType = click.ParamType
-
-
-class DateOrDatetime(_DateParamType):
-    """``YYYY-MM-DD`` (a whole UTC day) or an ISO 8601 datetime with an offset."""
-
-    name = "DATE"
-
-    def convert(
-        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
-    ) -> date | datetime:
-        if isinstance(value, date):
-            return value
-        text = str(value).strip()
-        if "T" not in text.upper() and " " not in text:
-            try:
-                return date.fromisoformat(text)
-            except ValueError:
-                pass
-        try:
-            parsed = datetime.fromisoformat(text)
-        except ValueError:
-            self.fail(
-                f"{value!r} is neither a date (YYYY-MM-DD) nor an ISO 8601 datetime "
-                "(YYYY-MM-DDTHH:MM:SS+HH:MM)",
-                param,
-                ctx,
-            )
-        if parsed.utcoffset() is None:
-            self.fail(
-                f"{value!r} has no UTC offset; add one (Z or +HH:MM) or give a date YYYY-MM-DD",
-                param,
-                ctx,
-            )
-        return parsed
-
-
-DATE = DateOrDatetime()
 GROUP_BY = click.Choice([g.value for g in GroupBy], case_sensitive=False)
 
 
@@ -103,6 +61,23 @@ class ClientSettings:
             max_retries=self.max_retries,
             key_limit=self.limit,
         )
+
+
+def output_option(command: F) -> F:
+    """``-o/--output FILE``: where to write; see `oxystats.cli._destination`."""
+    return click.option(
+        "-o",
+        "--output",
+        metavar="FILE",
+        help="Write to this file (new, or replaced with --force) instead of stdout; - is stdout.",
+    )(command)
+
+
+def force_option(command: F) -> F:
+    """``--force``: let ``--output`` replace an existing regular file."""
+    return click.option("--force", is_flag=True, help="Replace the --output file if it exists.")(
+        command
+    )
 
 
 def client_options(command: Callable[..., Any]) -> Callable[..., Any]:
