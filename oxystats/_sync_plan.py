@@ -124,7 +124,7 @@ def check_since(since: object) -> date | None:
         return None
     if isinstance(since, datetime):
         raise TypeError(
-            f"since must be a date: a sync works in whole UTC days, got the datetime {since!r}"
+            f"since must be a date: a sync works in whole UTC days, got {since.isoformat()}"
         )
     if not isinstance(since, date):
         raise TypeError(f"since must be a date or None, not {type(since).__name__}")

@@ -9,8 +9,9 @@ import anyio
 import click
 
 from oxystats import SyncInProgressError, SyncResult, sync_usage
+from oxystats.cli._dates import DATE
 from oxystats.cli._group import error_line
-from oxystats.cli._options import DATE, GROUP_BY, ClientSettings, client_options
+from oxystats.cli._options import GROUP_BY, ClientSettings, client_options
 
 __all__ = ["IN_PROGRESS_EXIT", "sync"]
 
