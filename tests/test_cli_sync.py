@@ -160,10 +160,11 @@ def test_help_lists_sync() -> None:
 # -- real processes --------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
 def test_killed_mid_sync_the_rerun_equals_an_uninterrupted_run(
-    oxystats_emulator: RunningEmulator, new_database: Callable[[], str]
+    oxystats_emulator: RunningEmulator, new_database: Callable[[], str], sig: signal.Signals
 ) -> None:
-    """SIGKILL after some windows are written: the same command again completes the table."""
+    """Killed (or ^C) after some windows are written: the same command again completes the table."""
     emulator = oxystats_emulator.emulator
     emulator.now = NOW
     uninterrupted = new_database()
@@ -175,7 +176,7 @@ def test_killed_mid_sync_the_rerun_equals_an_uninterrupted_run(
     database = new_database()
     args = sync_args(database, oxystats_emulator, *FAST, "--in-flight", "2")
     env = {**os.environ, **ENV}
-    victim = subprocess.Popen(command(*args), env=env, stderr=subprocess.DEVNULL)
+    victim = subprocess.Popen(command(*args), env=env, stderr=subprocess.PIPE)
     try:
         wait_for(lambda: any(day for _, day in statuses(database)), victim, "a window written")
         victim.send_signal(signal.SIGSTOP)
@@ -183,13 +184,19 @@ def test_killed_mid_sync_the_rerun_equals_an_uninterrupted_run(
         assert status == "running"
         assert written is not None
         assert written < NOW.date().isoformat()  # mid-sync: later windows are not written yet
-        victim.send_signal(signal.SIGKILL)
-        victim.wait(timeout=30)
+        victim.send_signal(sig)
+        victim.send_signal(signal.SIGCONT)
+        _, stderr = victim.communicate(timeout=30)
     finally:
         if victim.poll() is None:
             victim.kill()
-            victim.wait()
-    assert victim.returncode == -signal.SIGKILL
+            victim.communicate()
+    if sig == signal.SIGINT:
+        assert victim.returncode == 130
+        assert stderr == b"oxystats: interrupted\n"
+        assert [status for status, _ in statuses(database)] == ["interrupted"]
+    else:
+        assert victim.returncode == -signal.SIGKILL
 
     emulator.faults = Faults()
     rerun = subprocess.run(command(*args), env=env, capture_output=True, timeout=60, check=False)

@@ -7,6 +7,7 @@ emulator's clock decides what usage exists, and the sync is told the same
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 import sqlite3
@@ -365,6 +366,29 @@ async def test_a_failed_sync_is_raised_as_itself_and_recorded(
     assert table_rows(database) == truth(emulator, SINCE, NOW)
 
 
+async def test_syncs_of_two_tables_of_one_database_run_side_by_side(
+    oxystats_emulator: RunningEmulator, new_database: Callable[[], str]
+) -> None:
+    """The lock is per table: two tables of one database sync at once, both exact."""
+    emulator = oxystats_emulator.emulator
+    emulator.now = NOW
+    emulator.faults = Faults(latency=0.01)
+    database = new_database()
+    async with (
+        client_for(oxystats_emulator) as first,
+        client_for(oxystats_emulator) as second,
+        anyio.create_task_group() as group,
+    ):
+        group.start_soon(functools.partial(sync, first, database, table="usage"))
+        group.start_soon(
+            functools.partial(sync, second, database, table="usage_by_day", group_by=["DAY"])
+        )
+    by_day = truth(emulator, SINCE, NOW, ("DAY",))
+    assert table_rows(database) == truth(emulator, SINCE, NOW)
+    assert table_rows(database, ("DAY",), table="usage_by_day") == by_day
+    assert [row[2] for row in runs_of(database)] == ["complete", "complete"]
+
+
 # -- refusals before anything is sent or written --------------------------------------------
 
 
@@ -456,6 +480,22 @@ async def test_bad_databases(
         with pytest.raises(error, match=words):
             await oxystats.sync_usage(client, database, products="HB", since=SINCE)  # type: ignore[arg-type]
         assert client.stats.requests == 0
+
+
+def test_database_urls() -> None:
+    """A path is a SQLite file; postgresql:// and postgres:// mean psycopg 3."""
+    from oxystats._sync_store import database_url
+
+    assert database_url(Path("data/usage.sqlite")).render_as_string() == (
+        "sqlite:///data/usage.sqlite"
+    )
+    assert database_url("usage.sqlite").database == "usage.sqlite"
+    for scheme in ("postgresql", "postgres", "postgresql+psycopg"):
+        url = database_url(f"{scheme}://me:pw@db.internal:5433/reporting?sslmode=require")
+        assert url.drivername == "postgresql+psycopg"
+        assert url.render_as_string(hide_password=True) == (
+            "postgresql+psycopg://me:***@db.internal:5433/reporting?sslmode=require"
+        )
 
 
 async def test_a_client_is_required() -> None:
