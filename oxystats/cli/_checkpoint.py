@@ -213,9 +213,9 @@ class Checkpoint:
                 Pagination(stored.page_number, 100, len(stored.rows), stored.total_pages),
                 grouping,
             )
-            yield FetchedPage(
-                stored.window_index, windows[stored.window_index], stored.page_number, page
-            )
+            # Window indices run on across the parts of a split instance filter.
+            window = windows[stored.window_index % len(windows)]
+            yield FetchedPage(stored.window_index, window, stored.page_number, page)
 
 
 class _Transaction:

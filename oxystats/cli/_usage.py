@@ -8,7 +8,6 @@ prints the plan.
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Callable, Mapping
 from datetime import date, datetime
@@ -266,15 +265,15 @@ class UsageRun:
                 done=done,
                 description=f"{query.product} usage",
             ) as progress:
-                pages = client.iter_usage_pages(
+                # Fetching goes on while a page is written out or checkpointed.
+                async with client.stream_usage_pages(
                     query.product,
                     query.start,
                     query.end,
                     query.grouping,
                     query.instances,
                     done=done,
-                )
-                async with contextlib.aclosing(pages):
+                ) as pages:
                     async for fetched in pages:
                         add(fetched)
                         progress.page(fetched)
