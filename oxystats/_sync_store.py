@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sqlite3
 from collections.abc import Iterator, Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -117,7 +118,15 @@ def _prepare_sqlite(engine: sa.Engine) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         try:
-            cursor.execute("PRAGMA journal_mode=WAL")
+            (mode,) = cursor.execute("PRAGMA journal_mode").fetchone()
+            if str(mode).lower() != "wal":
+                cursor.execute("PRAGMA journal_mode=WAL")
+        except sqlite3.OperationalError:
+            # Switching a new file to WAL needs it to itself, and SQLite does not
+            # wait for that: another connection is writing it. WAL is for readers'
+            # comfort, not for correctness, and the mode is kept in the file, so
+            # whichever connection gets there first converts it for all.
+            pass
         finally:
             cursor.close()
 
