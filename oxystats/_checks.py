@@ -75,6 +75,19 @@ def check_pagination(
         )
 
 
+def check_same_counts(earlier: Pagination, page: Pagination, request: RequestInfo) -> None:
+    """A later page of a result agrees with an earlier one on its item and page counts."""
+    for name in ("total_items", "total_pages"):
+        seen, now = getattr(earlier, name), getattr(page, name)
+        if now != seen:
+            raise _fail(
+                f"{name} is {now} on page {page.page}, but {seen} on an earlier page of the "
+                "same result",
+                request,
+                f"meta.pagination.{name}",
+            )
+
+
 def _check_row_count(rows: int, pagination: Pagination, request: RequestInfo) -> None:
     if pagination.page < pagination.total_pages:
         expected = pagination.per_page
@@ -159,15 +172,7 @@ class WindowLedger:
     def add(self, page: UsagePage, request: RequestInfo) -> None:
         """Take one more page of the window; raise if it disagrees with the others."""
         pagination = page.pagination
-        for name in ("total_items", "total_pages"):
-            seen, now = getattr(self.pagination, name), getattr(pagination, name)
-            if now != seen:
-                raise _fail(
-                    f"{name} is {now} on page {pagination.page}, but {seen} on an earlier page "
-                    "of the same window",
-                    request,
-                    f"meta.pagination.{name}",
-                )
+        check_same_counts(self.pagination, pagination, request)
         if page.totals != self.totals:
             raise _fail(
                 f"totals are {_totals(page.totals)} on page {pagination.page}, but "

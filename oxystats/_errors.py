@@ -25,6 +25,7 @@ No exception carries the API key: requests are described by `RequestInfo`
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from urllib.parse import quote, urlencode
@@ -386,11 +387,39 @@ def secret_forms(secret: str) -> tuple[str, ...]:
     return tuple(sorted(forms, key=len, reverse=True))
 
 
+# A JSON string literal, escapes included.
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+
+
+def _redact_json_strings(text: str, secrets: Sequence[str]) -> str:
+    """Redact secrets hidden by escapes in JSON strings (``\\u0073k...``, Go's ``\\u003c``)."""
+
+    def decoded_and_redacted(match: re.Match[str]) -> str:
+        literal = match.group(0)
+        if "\\" not in literal:
+            return literal
+        try:
+            value = json.loads(literal)
+        except ValueError:
+            return literal
+        if not any(secret in value for secret in secrets if secret):
+            return literal
+        return json.dumps(redact(value, secrets))
+
+    return _JSON_STRING.sub(decoded_and_redacted, text)
+
+
 def redact(text: str, secrets: Sequence[str]) -> str:
-    """Replace every occurrence of each secret in ``text``, in any of its `secret_forms`."""
+    """Replace every occurrence of each secret in ``text``, in any of its `secret_forms`.
+
+    Escapes in JSON strings are seen through too: a string that decodes to
+    one holding a secret is written anew, redacted.
+    """
     for secret in secrets:
         for form in secret_forms(secret):
             text = text.replace(form, "[REDACTED]")
+    if "\\" in text:
+        text = _redact_json_strings(text, secrets)
     return text
 
 

@@ -6,6 +6,7 @@ import enum
 import ipaddress
 import math
 import os
+import re
 from collections.abc import Callable, Sequence
 from typing import Any, Final
 
@@ -27,6 +28,21 @@ BASE_URL_ENV = "OXYLABS_BASE_URL"
 
 
 _LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain"})
+
+
+# One DNS label: letters, digits and hyphens, not at either end (underscores,
+# though not in hostnames, occur in real DNS names and are let through).
+_LABEL = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
+
+
+def _is_valid_host(raw_host: str) -> bool:
+    """A DNS name (IDNA-encoded, as httpx gives it) or an IP address."""
+    try:
+        ipaddress.ip_address(raw_host)
+    except ValueError:
+        labels = raw_host.rstrip(".").split(".")
+        return len(raw_host) <= 253 and all(_LABEL.fullmatch(label) for label in labels)
+    return True
 
 
 def _is_loopback(host: str) -> bool:
@@ -63,6 +79,8 @@ def check_base_url(base_url: object, *, allow_insecure_http: bool = False) -> st
         raise ValueError(f"{name} is not a valid URL: {base_url!r} ({exc})") from None
     if url.scheme not in ("http", "https") or not url.host:
         raise ValueError(f"{name} must be an http(s) URL with a host, got {base_url!r}")
+    if not _is_valid_host(url.raw_host.decode("ascii", errors="replace")):
+        raise ValueError(f"{name} has a host that is not a valid host name, got {base_url!r}")
     if url.userinfo:
         # Never echoed: the userinfo may hold a password.
         raise ValueError(

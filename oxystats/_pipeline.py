@@ -13,8 +13,10 @@ the key in its headers: each is replaced by a copy that holds neither.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import platform
+from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
@@ -144,6 +146,44 @@ def sanitized(exc: httpx.HTTPError, secrets: tuple[str, ...]) -> httpx.HTTPError
     return clone
 
 
+def _too_large(request: RequestInfo, detail: str) -> ResponseFormatError:
+    return ResponseFormatError(
+        f"the body is more than the {MAX_BODY_BYTES:,} bytes a page can be: {detail}",
+        request,
+        field="body",
+    )
+
+
+def _capped(body: bytes, request: RequestInfo) -> bytes:
+    if len(body) > MAX_BODY_BYTES:
+        raise _too_large(request, f"it has {len(body):,}")
+    return body
+
+
+async def _read_raw(chunks: AsyncIterator[bytes], request: RequestInfo) -> bytes:
+    """The body as sent, read until its end or until it is too large."""
+    raw = bytearray()
+    async for chunk in chunks:
+        raw += chunk
+        if len(raw) > MAX_BODY_BYTES:
+            raise _too_large(request, "the rest was not read")
+    return bytes(raw)
+
+
+async def _abandon(response: httpx.Response, chunks: AsyncIterator[bytes]) -> None:
+    """Stop reading a response midway, and leave none of httpx's generators half-run.
+
+    httpx reads a body through several nested async generators; one left
+    suspended is finalised by the garbage collector (trio warns of it). Closing
+    the response first makes the rest of the iteration fail at once, which
+    runs every one of them to its end.
+    """
+    await response.aclose()
+    with contextlib.suppress(httpx.HTTPError, httpx.StreamError):
+        async for _ in chunks:
+            pass
+
+
 class RequestPipeline:
     """Sends requests for one API key: through its limiter, with retries.
 
@@ -181,32 +221,34 @@ class RequestPipeline:
         return retry_after
 
     async def _read_body(self, response: httpx.Response, request: RequestInfo) -> bytes:
-        """The whole body, decoded, but never more than `MAX_BODY_BYTES` of it."""
+        """The whole body, decoded, but never more than `MAX_BODY_BYTES` of it.
+
+        Raises:
+            ResponseFormatError: The body is larger (declared, sent or decoded).
+            httpx.DecodingError: The body is not encoded as its headers declare.
+        """
         declared = response.headers.get("Content-Length", "")
         if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-            raise ResponseFormatError(
-                f"the body would be {int(declared):,} bytes, more than the "
-                f"{MAX_BODY_BYTES:,} a page can be; not read",
-                request,
-                field="body",
-            )
-        body = bytearray()
+            raise _too_large(request, f"would be {int(declared):,} bytes; it was not read")
+        if response.is_stream_consumed:
+            # Built in memory (a test transport): already read and decoded.
+            return _capped(response.content, request)
+        chunks = response.aiter_raw()
         try:
-            async for chunk in response.aiter_bytes():
-                body += chunk
-                if len(body) > MAX_BODY_BYTES:
-                    raise ResponseFormatError(
-                        f"the body is more than the {MAX_BODY_BYTES:,} bytes a page can be; "
-                        "the rest was not read",
-                        request,
-                        field="body",
-                    )
-        except httpx.DecodingError as exc:
-            raise ResponseFormatError(
-                f"the body cannot be decoded as its headers declare ({type(exc).__name__})",
-                request,
-                field="body",
-            ) from None
+            raw = await _read_raw(chunks, request)
+        except BaseException:
+            await _abandon(response, chunks)
+            raise
+        if response.headers.get("Content-Encoding", "identity").strip().lower() == "identity":
+            return raw
+        # Decoded here, step by step and synchronously, so that a small body
+        # that decodes to gigabytes (a compression bomb) is cut off early.
+        encoded = httpx.Response(response.status_code, headers=response.headers, content=raw)
+        body = bytearray()
+        for chunk in encoded.iter_bytes():
+            body += chunk
+            if len(body) > MAX_BODY_BYTES:
+                raise _too_large(request, "once decoded; the rest was not decoded")
         return bytes(body)
 
     async def _exchange(
@@ -241,6 +283,9 @@ class RequestPipeline:
             http_request.extensions["trace"] = timing.trace
             status: int | None = None
             error: str | None = None
+            # Raised below, outside the handler: inside it, the original httpx
+            # error (whose request holds the key) would become the new one's context.
+            lost: tuple[str, httpx.HTTPError] | None = None
             try:
                 # The whole attempt, not each socket read: a server that trickles
                 # its body byte by byte cannot hold it longer than `timeout`.
@@ -249,18 +294,17 @@ class RequestPipeline:
                 status = response.status_code
             except TimeoutError:
                 error = "AttemptTimeout"
-                raise APIConnectionError(
+                lost = (
                     f"no complete answer within the {timeout:g} s timeout",
-                    request,
-                    attempts=attempts.count,
-                ) from httpx.TimeoutException(f"the attempt took longer than {timeout:g} s")
+                    httpx.TimeoutException(f"the attempt took longer than {timeout:g} s"),
+                )
             except httpx.HTTPError as exc:
                 error = type(exc).__name__
-                raise APIConnectionError(
-                    f"{error}: {redact(str(exc), connection.secrets)}" if str(exc) else error,
-                    request,
-                    attempts=attempts.count,
-                ) from sanitized(exc, connection.secrets)
+                message = redact(str(exc), connection.secrets)
+                lost = (
+                    f"{error}: {message}" if message else error,
+                    sanitized(exc, connection.secrets),
+                )
             finally:
                 connection.observers.request(
                     RequestEvent(
@@ -272,6 +316,9 @@ class RequestPipeline:
                         limiter_wait=timing.granted_at - entered,
                     )
                 )
+            if lost is not None:
+                message, cause = lost
+                raise APIConnectionError(message, request, attempts=attempts.count) from cause
             retry_after = None
             if response.status_code == 429:
                 connection.counters.rate_limited += 1

@@ -32,6 +32,8 @@ class ClientSettings:
     limit: Limit
     timeout: float
     max_retries: int
+    deadline: float | None
+    allow_insecure_http: bool
     quiet: bool
     backend: str
 
@@ -59,7 +61,9 @@ class ClientSettings:
             base_url=self.base_url,
             timeout=self.timeout,
             max_retries=self.max_retries,
+            deadline=self.deadline,
             key_limit=self.limit,
+            allow_insecure_http=self.allow_insecure_http,
         )
 
 
@@ -125,7 +129,7 @@ def client_options(command: Callable[..., Any]) -> Callable[..., Any]:
             type=click.FloatRange(min=0, min_open=True),
             default=30.0,
             show_default=True,
-            help="Seconds per request.",
+            help="Seconds for each attempt of a request, as a whole.",
         ),
         click.option(
             "--max-retries",
@@ -133,6 +137,18 @@ def client_options(command: Callable[..., Any]) -> Callable[..., Any]:
             default=6,
             show_default=True,
             help="Retries of a request after 429, 5xx or a network failure.",
+        ),
+        click.option(
+            "--deadline",
+            type=click.FloatRange(min=0, min_open=True),
+            default=None,
+            metavar="SECONDS",
+            help="Give up the whole run after this long (default: no deadline).",
+        ),
+        click.option(
+            "--allow-insecure-http",
+            is_flag=True,
+            help="Allow an http:// --base-url that is not this machine (the key goes in clear).",
         ),
         click.option("-q", "--quiet", is_flag=True, help="No progress bar."),
         click.option(
@@ -154,6 +170,8 @@ def client_options(command: Callable[..., Any]) -> Callable[..., Any]:
         in_flight: int,
         timeout: float,
         max_retries: int,
+        deadline: float | None,
+        allow_insecure_http: bool,
         quiet: bool,
         backend: str,
         **kwargs: Any,
@@ -164,6 +182,8 @@ def client_options(command: Callable[..., Any]) -> Callable[..., Any]:
             limit=Limit(rate, burst, in_flight),
             timeout=timeout,
             max_retries=max_retries,
+            deadline=deadline,
+            allow_insecure_http=allow_insecure_http,
             quiet=quiet,
             backend=backend,
         )
