@@ -24,6 +24,7 @@ from oxystats._errors import (
     APIError,
     AuthenticationError,
     BadRequestError,
+    DatabaseError,
     DeadlineExceeded,
     OxystatsError,
     PermissionDeniedError,
@@ -31,6 +32,7 @@ from oxystats._errors import (
     RequestInfo,
     ResponseFormatError,
     ServerError,
+    SyncInProgressError,
     UnknownInstanceWarning,
 )
 from oxystats._events import ClientEvent, EventHook, PauseEvent, RequestEvent
@@ -56,6 +58,7 @@ from oxystats._prometheus import PrometheusMetrics
 from oxystats._query import UsageQuery
 from oxystats._retry import RetryEvent
 from oxystats._streams import PageStream, RowStream
+from oxystats._sync import SyncResult, SyncRun, sync_usage
 from oxystats._types import DateLike, GroupByLike, Grouping, InstanceIds, ProductLike, Products
 from oxystats._version import __version__ as __version__
 
@@ -70,6 +73,7 @@ __all__ = [
     "ClientEvent",
     "ClientStats",
     "DEFAULT_BASE_URL",
+    "DatabaseError",
     "DateLike",
     "DeadlineExceeded",
     "EventHook",
@@ -97,6 +101,9 @@ __all__ = [
     "RetryEvent",
     "RowStream",
     "ServerError",
+    "SyncInProgressError",
+    "SyncResult",
+    "SyncRun",
     "UnknownInstanceWarning",
     "UsageMerger",
     "UsagePage",
@@ -105,6 +112,7 @@ __all__ = [
     "UsageRow",
     "UsageTotals",
     "Window",
+    "sync_usage",
     "usage_arrow_schema",
     "usage_arrow_table",
     "usage_columns",

@@ -11,7 +11,9 @@ The hierarchy::
     │   └── ServerError           5xx: the server failed, even after retries
     ├── APIConnectionError        no answer (refused, dropped, timed out), after retries
     ├── ResponseFormatError       a 2xx response that is not what was asked, or contradicts itself
-    └── DeadlineExceeded          the call's deadline passed; what was in flight was cancelled
+    ├── DeadlineExceeded          the call's deadline passed; what was in flight was cancelled
+    ├── DatabaseError             sync_usage: the database failed or refused a statement
+    └── SyncInProgressError       sync_usage: another sync of the same table is running
 
 Bad arguments never reach the network: they raise `ValueError` or
 `TypeError` before any request is sent.
@@ -35,6 +37,7 @@ __all__ = [
     "APIError",
     "AuthenticationError",
     "BadRequestError",
+    "DatabaseError",
     "DeadlineExceeded",
     "OxystatsError",
     "PermissionDeniedError",
@@ -42,6 +45,7 @@ __all__ = [
     "RequestInfo",
     "ResponseFormatError",
     "ServerError",
+    "SyncInProgressError",
     "UnknownInstanceWarning",
 ]
 
@@ -305,6 +309,23 @@ class DeadlineExceeded(OxystatsError):
             f"the call's deadline of {deadline:g} s passed, after {requests} request(s) "
             f"and {pages} page(s); what was in flight was cancelled"
         )
+
+
+class DatabaseError(OxystatsError):
+    """The database of [`sync_usage`][oxystats.sync_usage] failed or refused a statement.
+
+    The driver's own exception is the ``__cause__``. The message names the
+    database by its URL with the password hidden.
+    """
+
+
+class SyncInProgressError(OxystatsError):
+    """Another [`sync_usage`][oxystats.sync_usage] of the same table is running.
+
+    Raised before this sync wrote or requested anything: it did nothing.
+    Run it again once the other one is done (a scheduled job can simply wait
+    for its next turn).
+    """
 
 
 _BY_STATUS: dict[int, type[APIError]] = {

@@ -263,6 +263,8 @@ def one_of_each() -> dict[str, BaseException]:
             "page 1 came back for page 2", REQUEST, field="meta.pagination.page"
         ),
         "DeadlineExceeded": oxystats.DeadlineExceeded(2.5, requests=12, pages=9),
+        "DatabaseError": oxystats.DatabaseError("database error in sqlite:///u.sqlite: locked"),
+        "SyncInProgressError": oxystats.SyncInProgressError("another sync of table 'usage'"),
         "UnknownInstanceWarning": oxystats.UnknownInstanceWarning("2 unknown instances"),
     }
 

@@ -12,6 +12,7 @@ from oxystats.cli._exporter import exporter
 from oxystats.cli._group import OxystatsGroup, debug_option
 from oxystats.cli._instances import instances
 from oxystats.cli._logging import log_options
+from oxystats.cli._sync import sync
 from oxystats.cli._usage import usage
 
 __all__ = ["cli", "main"]
@@ -29,7 +30,7 @@ def cli() -> None:
     """
 
 
-for _command in (demo, instances, usage, exporter, emulator):
+for _command in (demo, instances, usage, sync, exporter, emulator):
     cli.add_command(_command)
 
 
