@@ -69,6 +69,7 @@ def bench(session: nox.Session) -> None:
         "throughput",
         "memory",
         "backfill",
+        "streaming",
         "sync",
     ]
     for name in names:

@@ -233,7 +233,13 @@ class RetryEvent:
 
 def _reason(exc: BaseException) -> str:
     status = _status_of(exc)
-    return str(status) if status is not None else type(exc).__name__
+    if status is not None:
+        return str(status)
+    # A transport failure wrapped in the client's own error: name what happened.
+    cause = exc.__cause__
+    if isinstance(cause, httpx.HTTPError):
+        return type(cause).__name__
+    return type(exc).__name__
 
 
 def _describe_request(exc: BaseException) -> str:

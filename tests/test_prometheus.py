@@ -109,7 +109,7 @@ async def test_a_request_without_an_answer_is_counted_by_what_failed() -> None:
         with pytest.raises(oxystats.APIConnectionError):
             await client.instances()
     assert series(registry, "oxystats_requests_total", "status") == {"ConnectError": 2.0}
-    assert series(registry, "oxystats_retries_total", "reason") == {"APIConnectionError": 1.0}
+    assert series(registry, "oxystats_retries_total", "reason") == {"ConnectError": 1.0}
     assert sample(registry, "oxystats_request_duration_seconds_count") == 2
 
 

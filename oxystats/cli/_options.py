@@ -152,7 +152,7 @@ def client_options(command: Callable[..., Any]) -> Callable[..., Any]:
             type=click.FloatRange(min=0, min_open=True),
             default=None,
             metavar="SECONDS",
-            help="Give up the whole run after this long (default: no deadline).",
+            help="Give up a backfill (in sync: each product's) after this long (default: never).",
         ),
         click.option(
             "--allow-insecure-http",
