@@ -20,7 +20,7 @@ def install_groups(session: nox.Session, *groups: str) -> None:
 @nox.session
 def tests(session: nox.Session) -> None:
     """Run the test suite; every async test runs on asyncio and on trio."""
-    session.install("-e", ".[emulator,cli,parquet,redis]")
+    session.install("-e", ".[emulator,cli,parquet,postgresql,redis]")
     install_groups(session, "tests")
     session.run("pytest", *session.posargs)
 
@@ -38,7 +38,7 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def typecheck(session: nox.Session) -> None:
     """Type-check the package, its tests and benchmarks with mypy --strict."""
-    session.install("-e", ".[emulator,cli,parquet,redis]")
+    session.install("-e", ".[emulator,cli,parquet,postgresql,redis]")
     install_groups(session, "typing", "bench")
     session.run("mypy", *session.posargs)
 
@@ -69,6 +69,8 @@ def bench(session: nox.Session) -> None:
         "throughput",
         "memory",
         "backfill",
+        "streaming",
+        "sync",
     ]
     for name in names:
         session.run("python", "-m", f"benchmarks.{name}")

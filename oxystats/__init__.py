@@ -24,12 +24,15 @@ from oxystats._errors import (
     APIError,
     AuthenticationError,
     BadRequestError,
+    DatabaseError,
+    DeadlineExceeded,
     OxystatsError,
     PermissionDeniedError,
     RateLimitError,
     RequestInfo,
     ResponseFormatError,
     ServerError,
+    SyncInProgressError,
     UnknownInstanceWarning,
 )
 from oxystats._events import ClientEvent, EventHook, PauseEvent, RequestEvent
@@ -51,9 +54,11 @@ from oxystats._models import (
     Window,
 )
 from oxystats._options import DEFAULT_BASE_URL
+from oxystats._prometheus import PrometheusMetrics
 from oxystats._query import UsageQuery
 from oxystats._retry import RetryEvent
 from oxystats._streams import PageStream, RowStream
+from oxystats._sync import SyncResult, SyncRun, sync_usage
 from oxystats._types import DateLike, GroupByLike, Grouping, InstanceIds, ProductLike, Products
 from oxystats._version import __version__ as __version__
 
@@ -68,7 +73,9 @@ __all__ = [
     "ClientEvent",
     "ClientStats",
     "DEFAULT_BASE_URL",
+    "DatabaseError",
     "DateLike",
+    "DeadlineExceeded",
     "EventHook",
     "FetchedPage",
     "GroupBy",
@@ -86,6 +93,7 @@ __all__ = [
     "Product",
     "ProductLike",
     "Products",
+    "PrometheusMetrics",
     "RateLimitError",
     "RequestEvent",
     "RequestInfo",
@@ -93,6 +101,9 @@ __all__ = [
     "RetryEvent",
     "RowStream",
     "ServerError",
+    "SyncInProgressError",
+    "SyncResult",
+    "SyncRun",
     "UnknownInstanceWarning",
     "UsageMerger",
     "UsagePage",
@@ -101,6 +112,7 @@ __all__ = [
     "UsageRow",
     "UsageTotals",
     "Window",
+    "sync_usage",
     "usage_arrow_schema",
     "usage_arrow_table",
     "usage_columns",

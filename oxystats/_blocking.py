@@ -8,11 +8,12 @@ methods pull one page through the portal at a time, so memory stays bounded.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import threading
 import weakref
-from collections.abc import AsyncIterator, Generator, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import AsyncIterator, Generator, Iterator, Sequence
+from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from types import TracebackType
 from typing import Self, TypeVar
 
@@ -25,6 +26,7 @@ from oxystats._events import EventHook
 from oxystats._limiter import Account
 from oxystats._limits import Limit
 from oxystats._models import FetchedPage, Instance, UsageReport, UsageRow
+from oxystats._options import DEFAULT_MAX_WINDOWS
 from oxystats._pages import Done
 from oxystats._types import DateLike, Grouping, InstanceIds, ProductLike, Products
 
@@ -68,6 +70,8 @@ class Client:
         account: As for [`AsyncClient`][oxystats.AsyncClient].
         event_hooks: As for [`AsyncClient`][oxystats.AsyncClient]; they are
             called in the client's own event loop thread.
+        allow_insecure_http: As for [`AsyncClient`][oxystats.AsyncClient].
+        max_windows: As for [`AsyncClient`][oxystats.AsyncClient].
         backend: The event loop run in the background thread: ``"asyncio"`` or ``"trio"``.
     """
 
@@ -83,6 +87,8 @@ class Client:
         key_limit: Limit | None = None,
         account: Account | None = None,
         event_hooks: Sequence[EventHook] = (),
+        allow_insecure_http: bool = False,
+        max_windows: int = DEFAULT_MAX_WINDOWS,
         backend: str = "asyncio",
     ) -> None:
         _refuse_running_event_loop()
@@ -98,6 +104,8 @@ class Client:
             key_limit=key_limit,
             account=account,
             event_hooks=event_hooks,
+            allow_insecure_http=allow_insecure_http,
+            max_windows=max_windows,
         )
         try:
             # Made in the portal's event loop thread: the httpx pool belongs to that loop.
@@ -176,6 +184,61 @@ class Client:
         )
         return report
 
+    def stream_usage_pages(
+        self,
+        product: ProductLike,
+        date_from: DateLike,
+        date_to: DateLike,
+        group_by: Grouping,
+        instances: InstanceIds = None,
+        *,
+        done: Done | None = None,
+        buffer: int | None = None,
+    ) -> AbstractContextManager[Iterator[FetchedPage]]:
+        """The pages behind `usage`, fetched in the background while the block works.
+
+        ```python
+        with client.stream_usage_pages("HB", start, end, ["DAY"]) as pages:
+            for fetched in pages:
+                save(fetched)
+        ```
+
+        See [`AsyncClient.stream_usage_pages`][oxystats.AsyncClient.stream_usage_pages].
+        """
+        self._check_open()
+        stream = self._client.stream_usage_pages(
+            product, date_from, date_to, group_by, instances, done=done, buffer=buffer
+        )
+        return self._blocking_stream(stream)
+
+    def stream_usage(
+        self,
+        product: ProductLike,
+        date_from: DateLike,
+        date_to: DateLike,
+        group_by: Grouping,
+        instances: InstanceIds = None,
+        *,
+        buffer: int | None = None,
+    ) -> AbstractContextManager[Iterator[UsageRow]]:
+        """The (unmerged, per-window) rows of `usage`, fetched while the block works.
+
+        See [`AsyncClient.stream_usage`][oxystats.AsyncClient.stream_usage].
+        """
+        self._check_open()
+        stream = self._client.stream_usage(
+            product, date_from, date_to, group_by, instances, buffer=buffer
+        )
+        return self._blocking_stream(stream)
+
+    @contextlib.contextmanager
+    def _blocking_stream(
+        self, stream: AbstractAsyncContextManager[AsyncIterator[T]]
+    ) -> Iterator[Iterator[T]]:
+        # The stream lives in the portal's event loop; its items cross one at a time.
+        with self._portal.wrap_async_context_manager(stream) as items:
+            yield self._pull(items)
+
     def iter_usage_pages(
         self,
         product: ProductLike,
@@ -211,8 +274,8 @@ class Client:
         for fetched in self.iter_usage_pages(product, date_from, date_to, group_by, instances):
             yield from fetched.page.data
 
-    def _pull(self, pages: AsyncIterator[FetchedPage]) -> Generator[FetchedPage, None, None]:
-        # One page crosses the portal at a time: nothing is fetched ahead of the consumer.
+    def _pull(self, pages: AsyncIterator[T]) -> Generator[T, None, None]:
+        # One item crosses the portal at a time.
         try:
             while True:
                 more, item = self._portal.call(_next, pages)

@@ -4,33 +4,40 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import math
 import warnings
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager
 from types import TracebackType
 from typing import TYPE_CHECKING, Self
 
+import anyio
 import attrs
 import httpx
 
-from oxystats._errors import UnknownInstanceWarning
+from oxystats._errors import DeadlineExceeded, OxystatsError, UnknownInstanceWarning, scrub
 from oxystats._events import EventHook, Observers, configure_logging_from_env
 from oxystats._limiter import Account, RequestLimiter
 from oxystats._limits import Limit
 from oxystats._merge import UsageMerger
 from oxystats._models import FetchedPage, Instance, UsageReport, UsageRow
 from oxystats._options import (
+    DEFAULT_MAX_WINDOWS,
     DEFAULT_TIMEOUT,
     UNSET,
     Unset,
     check_api_key,
     check_base_url,
+    check_deadline,
     check_event_hooks,
+    check_max_windows,
     check_timeout,
 )
-from oxystats._pages import Done, PageFetcher
-from oxystats._pipeline import USER_AGENT, CallOptions, Connection, RequestPipeline
+from oxystats._pages import Done, PageFetcher, UsagePlan, split_instances
+from oxystats._pipeline import USER_AGENT, CallOptions, CallProgress, Connection, RequestPipeline
+from oxystats._protocol import MAX_QUERY_URL_BYTES
 from oxystats._query import UsageQuery, check_products
+from oxystats._redaction import redact_library_logs
 from oxystats._retry import RetryPolicy
 from oxystats._shared import fingerprint
 from oxystats._streams import PageStream, RowStream, open_page_stream
@@ -113,10 +120,16 @@ class AsyncClient:
         key_limit: Limit | None = None,
         account: Account | None = None,
         event_hooks: Sequence[EventHook] = (),
+        allow_insecure_http: bool = False,
+        max_windows: int = DEFAULT_MAX_WINDOWS,
     ) -> None:
         api_key = check_api_key(api_key)
-        self._base_url = check_base_url(base_url)
-        timeout = None if timeout is None else check_timeout(timeout)
+        if not isinstance(allow_insecure_http, bool):
+            raise TypeError(
+                f"allow_insecure_http must be a bool, not {type(allow_insecure_http).__name__}"
+            )
+        self._base_url = check_base_url(base_url, allow_insecure_http=allow_insecure_http)
+        self._max_windows = check_max_windows(max_windows)
         hooks = check_event_hooks(event_hooks)
         key_limit = Limit() if key_limit is None else key_limit
         if not isinstance(key_limit, Limit):
@@ -128,22 +141,22 @@ class AsyncClient:
             raise TypeError(
                 f"http_client must be an httpx.AsyncClient, not {type(http_client).__name__}"
             )
-        options = CallOptions(
-            timeout=timeout, retry_policy=RetryPolicy(max_retries=max_retries, deadline=deadline)
-        )
+        self._owns_http = http_client is None
+        options = self._call_options(timeout, RetryPolicy(max_retries=max_retries), deadline)
         configure_logging_from_env()
         self._key_limit = key_limit
         self._account = account
         self._concurrency = min(key_limit.in_flight, account.limit.in_flight)
-        self._owns_http = http_client is None
         headers = {"Authorization": f"Bearer {api_key}", "User-Agent": USER_AGENT}
         http = http_client or httpx.AsyncClient(
             headers=headers,
-            timeout=DEFAULT_TIMEOUT if timeout is None else timeout,
+            timeout=options.timeout,
             limits=httpx.Limits(
                 max_connections=self._concurrency, max_keepalive_connections=self._concurrency
             ),
         )
+        secrets = (api_key,)
+        redact_library_logs(secrets)
         connection = Connection(
             http=http,
             base_url=self._base_url,
@@ -151,14 +164,23 @@ class AsyncClient:
             # request is measurable in a backfill); an injected one gets them per request.
             headers=None if self._owns_http else headers,
             limiter=RequestLimiter(key_limit, account, key_fingerprint=fingerprint(api_key)),
-            secrets=(api_key,),
+            secrets=secrets,
             observers=Observers(hooks),
         )
-        self._use(RequestPipeline(connection, options))
+        self._pipeline = RequestPipeline(connection, options)
 
-    def _use(self, pipeline: RequestPipeline) -> None:
-        self._pipeline = pipeline
-        self._pages = PageFetcher(pipeline.get_json, concurrency=self._concurrency)
+    def _call_options(
+        self, timeout: object, retry_policy: RetryPolicy, deadline: object
+    ) -> CallOptions:
+        # No timeout given: the client's own pool gets the default, for each
+        # attempt as a whole; an injected pool keeps its own timeouts.
+        if timeout is None:
+            seconds = DEFAULT_TIMEOUT if self._owns_http else None
+        else:
+            seconds = check_timeout(timeout)
+        return CallOptions(
+            timeout=seconds, retry_policy=retry_policy, deadline=check_deadline(deadline)
+        )
 
     def with_options(
         self,
@@ -182,19 +204,23 @@ class AsyncClient:
 
         Returns:
             The view.
+
+        Raises:
+            ValueError: An option has the right type but a wrong value.
+            TypeError: An option has the wrong type.
         """
-        options = self._pipeline.options
-        policy = options.retry_policy
+        current = self._pipeline.options
+        policy = current.retry_policy
         if not isinstance(max_retries, Unset):
             policy = attrs.evolve(policy, max_retries=max_retries)
-        if not isinstance(deadline, Unset):
-            policy = attrs.evolve(policy, deadline=deadline)
-        if not isinstance(timeout, Unset):
-            timeout = None if timeout is None else check_timeout(timeout)
-            options = attrs.evolve(options, timeout=timeout)
+        options = self._call_options(
+            current.timeout if isinstance(timeout, Unset) else timeout,
+            policy,
+            current.deadline if isinstance(deadline, Unset) else deadline,
+        )
         view = copy.copy(self)
         view._owns_http = False
-        view._use(self._pipeline.with_options(attrs.evolve(options, retry_policy=policy)))
+        view._pipeline = self._pipeline.with_options(options)
         return view
 
     def __repr__(self) -> str:
@@ -251,9 +277,56 @@ class AsyncClient:
 
     @_retry_policy.setter
     def _retry_policy(self, policy: RetryPolicy) -> None:
-        self._use(
-            self._pipeline.with_options(attrs.evolve(self._pipeline.options, retry_policy=policy))
+        self._pipeline = self._pipeline.with_options(
+            attrs.evolve(self._pipeline.options, retry_policy=policy)
         )
+
+    # -- calls -----------------------------------------------------------------
+
+    def _start_call(self) -> PageFetcher:
+        """The page fetcher of one call, with its progress and its deadline."""
+        deadline = self._pipeline.options.deadline
+        progress = CallProgress(
+            deadline_at=math.inf if deadline is None else anyio.current_time() + deadline
+        )
+        return PageFetcher(self._pipeline.get_json, progress, concurrency=self._concurrency)
+
+    @contextlib.contextmanager
+    def _bounded(self, call: PageFetcher) -> Iterator[None]:
+        """Cancel what runs inside when the call's deadline passes, and say so.
+
+        Every error leaving the call is scrubbed of the key, whatever a server
+        echoed into it.
+        """
+        progress = call.progress
+        try:
+            with anyio.CancelScope(deadline=progress.deadline_at) as scope:
+                yield
+        except OxystatsError as error:
+            scrub(error, self._pipeline.connection.secrets)
+            raise
+        if scope.cancelled_caught:
+            deadline = self._pipeline.options.deadline
+            assert deadline is not None  # an infinite deadline cancels nothing
+            raise DeadlineExceeded(deadline, requests=progress.requests, pages=progress.pages)
+
+    def _plan(self, query: UsageQuery) -> UsagePlan:
+        """The pages of ``query``, its instance filter split so that every URL fits."""
+        budget = MAX_QUERY_URL_BYTES - len(self._base_url)
+        return UsagePlan(query, split_instances(query, url_budget=budget))
+
+    def _build_query(
+        self,
+        product: ProductLike,
+        date_from: DateLike,
+        date_to: DateLike,
+        group_by: Grouping,
+        instances: InstanceIds,
+    ) -> UsagePlan:
+        query = UsageQuery.build(
+            product, date_from, date_to, group_by, instances, max_windows=self._max_windows
+        )
+        return self._plan(query)
 
     # -- instances -------------------------------------------------------------
 
@@ -265,17 +338,25 @@ class AsyncClient:
 
         Returns:
             The instances, every page of them, in the API's order.
+
+        Raises:
+            ValueError: An argument has the right type but a wrong value.
+            TypeError: An argument has the wrong type.
+            OxystatsError: The API or the network failed, or the deadline passed.
         """
-        return await self._pages.instances(check_products(products))
+        checked = check_products(products)
+        call = self._start_call()
+        with self._bounded(call):
+            return await call.instances(checked)
 
     # -- usage -----------------------------------------------------------------
 
     async def _unknown_instances(
-        self, query: UsageQuery, *, stacklevel: int = 3
+        self, query: UsageQuery, call: PageFetcher, *, stacklevel: int = 3
     ) -> tuple[str, ...]:
         if not query.instances:
             return ()
-        known = {instance.uuid for instance in await self.instances()}
+        known = {instance.uuid for instance in await call.instances(None)}
         unknown = tuple(uuid for uuid in query.instances if uuid not in known)
         if unknown:
             warnings.warn(
@@ -298,9 +379,10 @@ class AsyncClient:
         """Usage of one product over any range, grouped, merged and totalled.
 
         The range is split into windows of at most 31 days; every window's
-        page 1 is fetched concurrently, then every remaining page. Rows with
-        equal keys from different windows are summed; see [`UsageReport`][oxystats.UsageReport] for
-        the row order.
+        page 1 is fetched concurrently, then every remaining page. Every page
+        is checked against the request and against the other pages of its
+        window before it is used. Rows with equal keys from different windows
+        are summed; see [`UsageReport`][oxystats.UsageReport] for the row order.
 
         Args:
             product: ``"HB"``, ``"DC"``, a [`Product`][oxystats.Product], or any
@@ -314,6 +396,8 @@ class AsyncClient:
                 API does not know are ignored by it; the client warns with
                 [`UnknownInstanceWarning`][oxystats.UnknownInstanceWarning] and lists them in
                 [`UsageReport.unknown_instances`][oxystats.UsageReport.unknown_instances].
+                A list too long for one request URL is split into several
+                filtered requests, whose results add up exactly.
 
         Returns:
             The merged report.
@@ -321,12 +405,15 @@ class AsyncClient:
         Raises:
             ValueError: An argument has the right type but a wrong value.
             TypeError: An argument has the wrong type.
-            OxystatsError: The API or the network failed; see the subclasses.
+            OxystatsError: The API or the network failed, a page was wrong, or
+                the deadline passed; see the subclasses.
         """
-        query = UsageQuery.build(product, date_from, date_to, group_by, instances)
-        unknown = await self._unknown_instances(query)
-        merger = UsageMerger(query.grouping)
-        await self._pages.merge_usage(query, merger)
+        plan = self._build_query(product, date_from, date_to, group_by, instances)
+        merger = UsageMerger(plan.query.grouping)
+        call = self._start_call()
+        with self._bounded(call):
+            unknown = await self._unknown_instances(plan.query, call)
+            await call.merge_usage(plan, merger)
         return merger.report(unknown_instances=unknown)
 
     def stream_usage_pages(
@@ -375,13 +462,15 @@ class AsyncClient:
             TypeError: An argument has the wrong type (at the call).
             OxystatsError: From the stream, when fetching failed; see the subclasses.
         """
-        query = UsageQuery.build(product, date_from, date_to, group_by, instances)
+        plan = self._build_query(product, date_from, date_to, group_by, instances)
         done = dict(done or {})
         buffer = self._check_buffer(buffer)
 
         async def produce(send: MemoryObjectSendStream[FetchedPage]) -> None:
-            await self._unknown_instances(query, stacklevel=5)
-            await self._pages.stream_usage(query, done, send)
+            call = self._start_call()
+            with self._bounded(call):
+                await self._unknown_instances(plan.query, call, stacklevel=2)
+                await call.stream_usage(plan, done, send)
 
         return open_page_stream(produce, buffer=buffer)
 
@@ -439,7 +528,7 @@ class AsyncClient:
 
     def _check_buffer(self, buffer: object) -> int:
         if buffer is None:
-            return 2 * self._pages.concurrency
+            return 2 * self._concurrency
         if isinstance(buffer, bool) or not isinstance(buffer, int):
             raise TypeError(f"buffer must be an int, not {type(buffer).__name__}")
         if buffer < 1:
@@ -475,10 +564,12 @@ class AsyncClient:
         Yields:
             Each page with its window and number.
         """
-        query = UsageQuery.build(product, date_from, date_to, group_by, instances)
+        plan = self._build_query(product, date_from, date_to, group_by, instances)
         done = dict(done or {})
-        await self._unknown_instances(query)
-        rounds = self._pages.usage_rounds(query, done)
+        call = self._start_call()
+        with self._bounded(call):
+            await self._unknown_instances(plan.query, call)
+        rounds = call.usage_rounds(plan, done, lambda: self._bounded(call))
         async with contextlib.aclosing(rounds):
             async for fetched in rounds:
                 yield fetched

@@ -71,13 +71,17 @@ def configure_logging_from_env() -> None:
     """Send the ``oxystats`` logger to stderr at ``$OXYSTATS_LOG`` (debug, info, warning).
 
     Without code, as ``OPENAI_LOG`` does: nothing happens unless the variable
-    is set, and a handler is added only once.
+    is set, and a handler is added only once. A program that gave the
+    ``oxystats`` logger a handler of its own (the ``oxystats`` command does)
+    has configured it: its level and handlers are left as they are.
     """
     level = _LOG_LEVELS.get(os.environ.get(LOG_ENV, "").strip().lower())
     if level is None:
         return
+    if any(not isinstance(handler, _EnvHandler) for handler in logger.handlers):
+        return
     logger.setLevel(level)
-    if not any(isinstance(handler, _EnvHandler) for handler in logger.handlers):
+    if not logger.handlers:
         handler = _EnvHandler()
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         logger.addHandler(handler)

@@ -148,7 +148,13 @@ class FetchedPage:
     """
 
     window_index: int
-    """The window's position, from 0, in chronological order."""
+    """The window's position, from 0, in chronological order.
+
+    When an instance filter too long for one URL is split into parts, the
+    windows of each part follow those of the part before: ``window_index``
+    modulo the number of windows is the position within the range, and
+    ``(window_index, number)`` still names one page of the whole call.
+    """
     window: Window
     """The window the page belongs to."""
     number: int

@@ -9,6 +9,7 @@ from urllib.parse import urlencode
 
 import httpx
 
+from oxystats._checks import PageFacts, check_instances_page, check_usage_page
 from oxystats._convert import ShapeError, structure
 from oxystats._errors import (
     APIError,
@@ -25,6 +26,12 @@ USAGE_PATH = "/stats/v1/usage"
 INSTANCES_PATH = "/stats/v1/filters/instances"
 PER_PAGE = 100
 """Always ask for the maximum page size: fewer requests under the same limits."""
+
+MAX_BODY_BYTES = 8 * 1024 * 1024
+"""The largest response body read, decoded: a full page of 100 rows is about 10 KB."""
+
+MAX_QUERY_URL_BYTES = 8 * 1024
+"""The longest request URL sent: what servers and proxies commonly accept."""
 
 
 def format_datetime(value: datetime) -> str:
@@ -99,31 +106,39 @@ def decode_json(content: bytes, request: RequestInfo) -> Any:
     """Parse a 2xx body as JSON, or raise `ResponseFormatError`."""
     try:
         return json.loads(content)
-    except ValueError as exc:
-        raise ResponseFormatError(f"body is not JSON ({exc})", request, field="body") from None
+    except ValueError as exc:  # not JSON, or not UTF-8
+        raise ResponseFormatError(
+            f"body is not JSON ({type(exc).__name__}: {str(exc)[:200]})", request, field="body"
+        ) from None
+    except RecursionError:
+        raise ResponseFormatError(
+            "body is JSON nested too deeply to be a page", request, field="body"
+        ) from None
 
 
 def parse_usage_page(
-    document: Any, request: RequestInfo, grouping: tuple[GroupBy, ...]
-) -> UsagePage:
-    """Structure a usage page and check it answers the question asked."""
+    document: Any, request: RequestInfo, grouping: tuple[GroupBy, ...], *, number: int
+) -> tuple[UsagePage, PageFacts]:
+    """Structure page ``number`` of a usage query and check it answers the question asked."""
     try:
         page = structure(document, UsagePage)
     except ShapeError as exc:
         raise ResponseFormatError(exc.message, request, field=exc.field) from None
-    expected = tuple(group.value for group in grouping)
-    if page.grouping != expected:
-        raise ResponseFormatError(
-            f"grouping is {list(page.grouping)}, asked for {list(expected)}",
-            request,
-            field="meta.grouping",
-        )
-    return page
+    facts = check_usage_page(
+        page,
+        request,
+        number=number,
+        per_page=PER_PAGE,
+        grouping=tuple(group.value for group in grouping),
+    )
+    return page, facts
 
 
-def parse_instances_page(document: Any, request: RequestInfo) -> InstancesPage:
-    """Structure a page of instances."""
+def parse_instances_page(document: Any, request: RequestInfo, *, number: int) -> InstancesPage:
+    """Structure page ``number`` of the instances and check it is the page asked for."""
     try:
-        return structure(document, InstancesPage)
+        page = structure(document, InstancesPage)
     except ShapeError as exc:
         raise ResponseFormatError(exc.message, request, field=exc.field) from None
+    check_instances_page(page, request, number=number, per_page=PER_PAGE)
+    return page

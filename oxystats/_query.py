@@ -8,8 +8,9 @@ from datetime import datetime
 import attrs
 
 from oxystats._models import GroupBy, Window
+from oxystats._options import DEFAULT_MAX_WINDOWS, check_max_windows
 from oxystats._types import DateLike, Grouping, InstanceIds, ProductLike
-from oxystats._windows import normalize_range, split_range
+from oxystats._windows import normalize_range, split_range, window_count
 
 __all__ = ["UsageQuery"]
 
@@ -120,6 +121,7 @@ class UsageQuery:
     """The groupings, in order."""
     instances: tuple[str, ...] | None
     """The instance ids to filter by, or `None` for all."""
+    _windows: tuple[Window, ...] = attrs.field(repr=False, eq=False)
 
     @classmethod
     def build(
@@ -129,19 +131,44 @@ class UsageQuery:
         date_to: DateLike,
         group_by: Grouping,
         instances: InstanceIds = None,
+        *,
+        max_windows: int = DEFAULT_MAX_WINDOWS,
     ) -> UsageQuery:
-        """Check the arguments of a usage call as `AsyncClient.usage` does.
+        """Check the arguments of a usage call as `AsyncClient.usage` does, and plan it.
+
+        Args:
+            product: As for `AsyncClient.usage`.
+            date_from: As for `AsyncClient.usage`.
+            date_to: As for `AsyncClient.usage`.
+            group_by: As for `AsyncClient.usage`.
+            instances: As for `AsyncClient.usage`.
+            max_windows: The most 31-day windows the range may take.
 
         Raises:
-            ValueError: An argument has the right type but a wrong value.
+            ValueError: An argument has the right type but a wrong value, or
+                the range needs more than ``max_windows`` windows, or dates
+                too near the ends of the calendar to plan windows around.
             TypeError: An argument has the wrong type.
         """
         checked_product = check_product(product)
-        start, end = normalize_range(date_from, date_to)
-        return cls(
-            checked_product, start, end, check_group_by(group_by), check_instances(instances)
-        )
+        limit = check_max_windows(max_windows)
+        grouping, checked_instances = check_group_by(group_by), check_instances(instances)
+        try:
+            start, end = normalize_range(date_from, date_to)
+            count = window_count(start, end)
+            if count > limit:
+                raise ValueError(
+                    f"the range {start.isoformat()} to {end.isoformat()} takes {count:,} windows "
+                    f"of 31 days, more than max_windows={limit:,}; narrow it, or raise max_windows"
+                )
+            windows = tuple(split_range(start, end))
+        except OverflowError:
+            raise ValueError(
+                f"the range from {date_from} to {date_to} is too near the ends of the calendar "
+                "to be converted to UTC and split into windows"
+            ) from None
+        return cls(checked_product, start, end, grouping, checked_instances, windows)
 
     def windows(self) -> list[Window]:
         """The fewest windows of at most 31 days that cover the range exactly."""
-        return split_range(self.start, self.end)
+        return list(self._windows)

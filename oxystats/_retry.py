@@ -233,7 +233,13 @@ class RetryEvent:
 
 def _reason(exc: BaseException) -> str:
     status = _status_of(exc)
-    return str(status) if status is not None else type(exc).__name__
+    if status is not None:
+        return str(status)
+    # A transport failure wrapped in the client's own error: name what happened.
+    cause = exc.__cause__
+    if isinstance(cause, httpx.HTTPError):
+        return type(cause).__name__
+    return type(exc).__name__
 
 
 def _describe_request(exc: BaseException) -> str:
@@ -265,6 +271,7 @@ class _Controller:
         clock: Callable[[], float],
         rand: Callable[[], float],
         started: float,
+        deadline_at: float | None,
     ) -> None:
         self.policy = policy
         self.retryable = retryable
@@ -272,7 +279,8 @@ class _Controller:
         self.describe = describe
         self.clock = clock
         self.rand = rand
-        self.started = started  # the deadline runs from the first attempt
+        self.started = started  # the policy's deadline runs from the first attempt
+        self.deadline_at = deadline_at  # the whole call's, on the same clock
         self.next_wait: float | None = None
 
     @staticmethod
@@ -293,8 +301,13 @@ class _Controller:
         # tenacity computes the wait first, so the decision can look at it.
         if state.attempt_number > self.policy.max_retries or self.next_wait is None:
             return True
+        now = self.clock()
+        # A wait that would end past a deadline is not started: the failure in
+        # hand says more than a deadline error would.
+        if self.deadline_at is not None and now + self.next_wait > self.deadline_at:
+            return True
         deadline = self.policy.deadline
-        return deadline is not None and self.clock() - self.started + self.next_wait > deadline
+        return deadline is not None and now - self.started + self.next_wait > deadline
 
     def before_sleep(self, state: tenacity.RetryCallState) -> None:
         exc = self._exception(state)
@@ -308,6 +321,13 @@ class _Controller:
             _format_seconds(wait),
             reason,
             f" {description}" if description else "",
+            extra={
+                "retry": state.attempt_number,
+                "max_retries": self.policy.max_retries,
+                "wait_s": round(wait, 3),
+                "reason": reason,
+                "request": description,
+            },
         )
         if self.on_retry is not None:
             self.on_retry(
@@ -333,6 +353,7 @@ async def call_with_retries(
     sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
     clock: Callable[[], float] = anyio.current_time,
     rand: Callable[[], float] = random.random,
+    deadline_at: float | None = None,
 ) -> T:
     """Await ``fn()``, retrying under ``policy``; return its result or raise its last exception.
 
@@ -349,6 +370,8 @@ async def call_with_retries(
             exception's ``request``, if it has one. Never put secrets in it.
         sleep, clock, rand: injectable for tests; default ``anyio.sleep``,
             ``anyio.current_time`` and ``random.random``.
+        deadline_at: when the whole call must be over, on ``clock``: no
+            retry is started whose wait would end after it.
 
     Every retry is logged at INFO on the ``"oxystats"`` logger, e.g.
     ``retry 2/6 in 1.3 s after 503 GET /stats/v1/usage?product=HB&...``.
@@ -378,6 +401,7 @@ async def call_with_retries(
         clock=clock,
         rand=rand,
         started=started,
+        deadline_at=deadline_at,
     )
 
     # tenacity awaits `fn` only if it is a coroutine function; a lambda returning

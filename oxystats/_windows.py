@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 from datetime import UTC, date, datetime, time, timedelta
 
+import attrs
+
 from oxystats._models import Window
 
 __all__: list[str] = []
@@ -71,6 +73,12 @@ def _even_windows(
     ]
 
 
+def window_count(start: datetime, end: datetime, *, max_span: timedelta = MAX_SPAN) -> int:
+    """How many windows `split_range` makes of ``[start, end]``, without making them."""
+    span = end.astimezone(UTC) - start.astimezone(UTC) + _SECOND
+    return max(1, math.ceil(span / (max_span + _SECOND)))
+
+
 def split_range(start: datetime, end: datetime, *, max_span: timedelta = MAX_SPAN) -> list[Window]:
     """Split ``[start, end]`` (inclusive, whole seconds) into the fewest windows.
 
@@ -97,4 +105,11 @@ def split_range(start: datetime, end: datetime, *, max_span: timedelta = MAX_SPA
         aligned = _even_windows(first, last, whole_days - _SECOND)
         if len(aligned) == len(windows):
             windows = aligned
-    return [Window(a.astimezone(tz), b.astimezone(tz)) for a, b in windows]
+    result = [Window(a.astimezone(tz), b.astimezone(tz)) for a, b in windows]
+    # The ends are the caller's own: a time that does not exist on the local
+    # clock (skipped by a DST change) is the same instant as its round trip
+    # through UTC, but another wall-clock time, and aware datetimes of one
+    # zone compare by wall clock.
+    result[0] = attrs.evolve(result[0], start=start)
+    result[-1] = attrs.evolve(result[-1], end=end)
+    return result

@@ -129,3 +129,17 @@ def test_a_forgotten_client_does_not_hang_exit() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout == "ok\n"
+
+
+def test_streams_read_in_a_with_block(oxystats_emulator: RunningEmulator, backend: str) -> None:
+    """`stream_usage` gives every row; `stream_usage_pages` may be left early, cleanly."""
+    with make(oxystats_emulator, backend) as client:
+        with client.stream_usage("HB", START, END, ["DAY"]) as rows:
+            streamed = sum(row.requests for row in rows)
+        assert streamed == client.usage("HB", START, END, ["DAY"]).totals.requests
+        with client.stream_usage_pages("HB", START, END, ["DAY", "TARGET"]) as pages:
+            first = next(iter(pages))
+        assert first.number == 1
+        assert client._client._limiter.stats.in_flight == 0
+        with pytest.raises(ValueError, match="buffer"):
+            client.stream_usage("HB", START, END, ["DAY"], buffer=0)

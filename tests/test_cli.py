@@ -9,7 +9,6 @@ import csv
 import io
 import json
 import os
-import pty
 import signal
 import sqlite3
 import subprocess
@@ -21,62 +20,20 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from click.testing import CliRunner, Result
+from cli_helpers import (
+    ENV,
+    FAST,
+    csv_rows,
+    invoke,
+    run_process,
+    truth,
+    usage_args,
+)
+from click.testing import CliRunner
 
-from oxystats import FetchedPage, Pagination, UsagePage, UsageTotals, Window
 from oxystats.cli import cli
-from oxystats.cli._progress import PageProgress, progress_enabled
 from oxystats.emulator import Faults, RunningEmulator
 from oxystats.testing import DEFAULT_KEY
-
-START = date(2025, 1, 1)
-END = date(2025, 2, 20)  # two windows: a TARGET-only grouping repeats keys across them
-ENV = {"OXYLABS_API_KEY": DEFAULT_KEY}
-FAST = ["--rate", "1000", "--burst", "100"]
-
-
-def invoke(running: RunningEmulator, *args: str, env: dict[str, str] | None = None) -> Result:
-    """Run ``oxystats ARGS --base-url <emulator>`` in-process."""
-    return CliRunner().invoke(
-        cli, [*args, "--base-url", running.url], env=ENV if env is None else env
-    )
-
-
-def usage_args(*extra: str, start: date = START, end: date = END) -> list[str]:
-    """``usage`` arguments over the test range."""
-    return ["usage", "--product", "HB", "--from", str(start), "--to", str(end), *FAST, *extra]
-
-
-def run_process(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 60
-) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m oxystats ARGS`` as a real process, stdout and stderr captured."""
-    return subprocess.run(
-        [sys.executable, "-m", "oxystats", *args],
-        env={**os.environ, **(ENV if env is None else env)},
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-
-
-def truth(
-    running: RunningEmulator, grouping: list[str], start: date = START, end: date = END
-) -> dict[tuple[str, ...], tuple[int, int]]:
-    """The emulator's exact answer for the range."""
-    low = datetime(start.year, start.month, start.day, tzinfo=UTC)
-    high = datetime(end.year, end.month, end.day, 23, 59, 59, tzinfo=UTC)
-    return running.emulator.ground_truth("HB", low, high, grouping).rows
-
-
-def csv_rows(text: str, width: int) -> dict[tuple[str, ...], tuple[int, int]]:
-    """Parse CSV output into the ground-truth shape (no key may repeat)."""
-    rows = list(csv.reader(io.StringIO(text)))[1:]
-    parsed = {tuple(row[:width]): (int(row[width]), int(row[width + 1])) for row in rows}
-    assert len(parsed) == len(rows)
-    return parsed
-
 
 # -- instances ------------------------------------------------------------------------------
 
@@ -114,7 +71,7 @@ def test_usage_every_format_is_merged(
     )
     assert result.exit_code == 0, result.stderr
     assert result.stdout == ""
-    assert not out.with_name(out.name + ".part").exists()
+    assert list(tmp_path.iterdir()) == [out]  # no temporary file left beside it
     if fmt == "csv":
         got = csv_rows(out.read_text(), 1)
     elif fmt == "jsonl":
@@ -288,7 +245,7 @@ def test_debug_shows_the_traceback(oxystats_emulator: RunningEmulator) -> None:
 
 def test_subprocess_errors_have_no_traceback(oxystats_emulator: RunningEmulator) -> None:
     """As a real process: a bad date exits 2, a bad key 1, each with one stderr line."""
-    bad_date = run_process("usage", "--product", "HB", "--from", "yesterday", "--to", "2025-01-01")
+    bad_date = run_process("usage", "--product", "HB", "--from", "someday", "--to", "2025-01-01")
     assert bad_date.returncode == 2
     assert bad_date.stderr.count("\n") == 1
     assert "Traceback" not in bad_date.stderr
@@ -321,13 +278,85 @@ def test_checkpoint_refuses_other_arguments(
         oxystats_emulator, *usage_args("--checkpoint", str(checkpoint), "--group-by", "TARGET")
     )
     assert other.exit_code == 2
-    assert "other arguments" in other.stderr
+    assert "was written for --group-by DAY, not --group-by TARGET" in other.stderr
     assert other.stderr.count("\n") == 1
     not_sqlite = tmp_path / "notes.txt"
     not_sqlite.write_text("not a database\n" * 100)
     foreign = invoke(oxystats_emulator, *usage_args("--checkpoint", str(not_sqlite)))
     assert foreign.exit_code == 2
     assert "not an oxystats checkpoint" in foreign.stderr
+
+
+HB_INSTANCE = "hb-instance-1"
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "said"),
+    [
+        (
+            ["--from", "2025-01-01", "--to", "2025-02-20"],
+            ["--from", "2025-01-01", "--to", "2025-02-10"],
+            "was written for --to 2025-02-20, not 2025-02-10; rerun with that,",
+        ),
+        (
+            ["--from", "2025-01-01T10:00:00+02:00", "--to", "2025-01-31"],
+            ["--from", "2025-01-01", "--to", "2025-01-31"],
+            "was written for --from 2025-01-01T10:00:00+02:00, not 2025-01-01; rerun with that,",
+        ),
+        (
+            ["--from", "2025-01-01", "--to", "2025-01-31", "--group-by", "TARGET"],
+            ["--from", "2025-01-01", "--to", "2025-01-31", "--product", "DC"],
+            "was written for --product HB, not DC; --group-by TARGET, not --group-by DAY; "
+            "rerun with those,",
+        ),
+        (
+            ["--from", "2025-01-01", "--to", "2025-01-31"],
+            ["--from", "2025-01-01", "--to", "2025-01-31", "--instance", HB_INSTANCE],
+            f"was written for no --instance, not --instance {HB_INSTANCE}; rerun with that,",
+        ),
+    ],
+    ids=["to", "from-with-offset", "product-and-grouping", "instances"],
+)
+def test_checkpoint_mismatch_names_what_differs(
+    oxystats_emulator: RunningEmulator,
+    tmp_path: Path,
+    first: list[str],
+    second: list[str],
+    said: str,
+) -> None:
+    """Refusing a checkpoint says which option differs, as typed, and nothing else."""
+    checkpoint = tmp_path / "hb.sqlite"
+    uuids = {i["name"]: i["uuid"] for i in oxystats_emulator.emulator.instance_list()}
+    first = [uuids.get(arg, arg) for arg in first]
+    second = [uuids.get(arg, arg) for arg in second]
+    said = said.replace(HB_INSTANCE, uuids[HB_INSTANCE])
+    product = [] if "--product" in second else ["--product", "HB"]
+    done = invoke(
+        oxystats_emulator, "usage", "--product", "HB", *first, "--checkpoint", str(checkpoint)
+    )
+    assert done.exit_code == 0, done.stderr
+    oxystats_emulator.emulator.reset()
+    stored = checkpoint.read_bytes()
+    other = invoke(oxystats_emulator, "usage", *product, *second, "--checkpoint", str(checkpoint))
+    assert other.exit_code == 2
+    assert other.stderr == (
+        f"oxystats: error: checkpoint {checkpoint} {said} or use another --checkpoint file\n"
+    )
+    assert oxystats_emulator.emulator.counters.total == 0
+    assert checkpoint.read_bytes() == stored
+
+
+def test_checkpoint_mismatch_of_unknown_arguments() -> None:
+    """Arguments a checkpoint was written with but this version lacks still show, by name."""
+    from oxystats.cli._fingerprint import explain_mismatch
+
+    stored = {"product": "HB", "base_url": "http://127.0.0.1:8000", "region": "eu"}
+    given = {"product": "HB", "base_url": "https://api.oxylabs.io"}
+    assert explain_mismatch(Path("c.sqlite"), stored, given) == (
+        "checkpoint c.sqlite was written for --base-url http://127.0.0.1:8000, "
+        "not https://api.oxylabs.io; region eu, not no region; "
+        "rerun with those, or use another --checkpoint file"
+    )
 
 
 def test_complete_checkpoint_fetches_nothing(
@@ -367,7 +396,11 @@ def _stored_pages(path: Path) -> int:
 
 @pytest.mark.parametrize(
     ("sig", "extra"),
-    [(signal.SIGKILL, ["--format", "csv"]), (signal.SIGINT, ["--format", "jsonl", "--no-merge"])],
+    [
+        (signal.SIGKILL, ["--format", "csv"]),
+        (signal.SIGINT, ["--format", "jsonl", "--no-merge"]),
+        (signal.SIGINT, ["--format", "parquet"]),
+    ],
 )
 def test_killed_backfill_resumes_to_identical_output(
     oxystats_emulator: RunningEmulator, tmp_path: Path, sig: signal.Signals, extra: list[str]
@@ -405,12 +438,18 @@ def test_killed_backfill_resumes_to_identical_output(
         if victim.poll() is None:
             victim.kill()
             victim.wait()
+    temporary = [path.name for path in tmp_path.iterdir() if path.name.endswith(".part")]
     if sig == signal.SIGINT:
         assert victim.returncode == 130
-        assert b"run the same command again to resume" in stderr
-        assert b"Traceback" not in stderr
+        lines = stderr.decode().splitlines()
+        assert len(lines) == 1, stderr  # no traceback, not even an "Exception ignored"
+        assert lines[0].endswith("run the same command again to resume")
+        assert temporary == []
     else:
         assert victim.returncode == -signal.SIGKILL
+        # Only a process killed outright leaves its temporary file behind.
+        assert len(temporary) == 1
+        assert temporary[0].startswith("resumed.out.")
     assert not out.exists()
     saved = _stored_pages(checkpoint)
     assert saved >= 8
@@ -423,92 +462,6 @@ def test_killed_backfill_resumes_to_identical_output(
     usage_requests = [e for e in oxystats_emulator.emulator.log.snapshot() if "usage" in e.path]
     assert len(usage_requests) == total - saved
     assert out.read_bytes() == clean_out.read_bytes()
-
-
-# -- progress -------------------------------------------------------------------------------
-
-
-class FakeTerminal(io.StringIO):
-    """A text stream that says it is a terminal."""
-
-    def isatty(self) -> bool:
-        """Claim to be a terminal."""
-        return True
-
-
-def _page(window: int, number: int, total: int) -> FetchedPage:
-    """A fetched page with no rows."""
-    when = datetime(2025, 1, 1, tzinfo=UTC)
-    page = UsagePage((), UsageTotals(0, 0), Pagination(number, 100, 0, total), ("DAY",))
-    return FetchedPage(window, Window(when, when), number, page)
-
-
-def test_progress_only_on_a_terminal() -> None:
-    """The bar is drawn on a terminal unless --quiet; never on a pipe or a file."""
-    assert progress_enabled(False, FakeTerminal())
-    assert not progress_enabled(True, FakeTerminal())
-    assert not progress_enabled(False, io.StringIO())
-
-
-def test_progress_total_grows_as_page_ones_arrive() -> None:
-    """The total starts at one page per window and grows by what each page 1 reveals."""
-    from oxystats import ClientStats
-
-    screen = FakeTerminal()
-    with PageProgress(
-        windows=3, stats=ClientStats, enabled=True, done={(2, 1): 2}, stream=screen
-    ) as progress:
-        assert (progress.completed, progress.total) == (1, 4)
-        progress.page(_page(0, 1, 5))
-        assert (progress.completed, progress.total) == (2, 8)
-        progress.page(_page(1, 1, 1))
-        assert (progress.completed, progress.total) == (3, 8)
-    assert "pages" in screen.getvalue()
-
-
-def test_no_progress_when_stderr_is_a_pipe(oxystats_emulator: RunningEmulator) -> None:
-    """A real process with stderr on a pipe writes nothing to it on success."""
-    done = run_process(*usage_args("--base-url", oxystats_emulator.url, "--format", "jsonl"))
-    assert done.returncode == 0
-    assert done.stderr == ""
-    assert done.stdout.count("\n") == (END - START).days + 1
-
-
-def test_progress_on_a_real_terminal(oxystats_emulator: RunningEmulator) -> None:
-    """With stderr on a pseudo-terminal the bar is drawn there; stdout stays clean CSV."""
-    leader, follower = pty.openpty()
-    try:
-        done = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "oxystats",
-                *usage_args("--base-url", oxystats_emulator.url, "--format", "csv"),
-            ],
-            env={**os.environ, **ENV},
-            stdout=subprocess.PIPE,
-            stderr=follower,
-            timeout=60,
-            check=False,
-        )
-        os.close(follower)
-        follower = -1
-        drawn = b""
-        while True:
-            try:
-                chunk = os.read(leader, 65536)
-            except OSError:
-                break
-            if not chunk:
-                break
-            drawn += chunk
-    finally:
-        os.close(leader)
-        if follower >= 0:
-            os.close(follower)
-    assert done.returncode == 0
-    assert b"pages" in drawn
-    assert done.stdout.startswith(b"day,requests,traffic_bytes\n")
 
 
 # -- demo, emulator, python -m ----------------------------------------------------------------

@@ -203,3 +203,33 @@ async def test_the_blocking_client_refuses_a_running_event_loop(
     """Called inside a running event loop, Client raises at once instead of freezing it."""
     with pytest.raises(RuntimeError, match="AsyncClient"):
         oxystats.Client(DEFAULT_KEY, base_url=oxystats_emulator.url)
+
+
+def test_oxystats_log_leaves_a_configured_logger_alone(oxystats_emulator: RunningEmulator) -> None:
+    """A program that gave the oxystats logger a handler keeps its level: no second handler."""
+    script = textwrap.dedent(
+        f"""
+        import logging, sys, anyio, oxystats
+        from datetime import date
+
+        handler = logging.StreamHandler(sys.stdout)
+        logger = logging.getLogger("oxystats")
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+
+        async def main():
+            url = "{oxystats_emulator.url}"
+            async with oxystats.AsyncClient("{DEFAULT_KEY}", base_url=url) as c:
+                await c.usage("HB", date(2024, 1, 1), date(2024, 1, 2), ["DAY"])
+            assert logger.handlers == [handler], logger.handlers
+            assert logger.level == logging.INFO
+
+        anyio.run(main)
+        """
+    )
+    env = {**os.environ, "OXYSTATS_LOG": "debug"}
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == done.stderr == ""

@@ -155,3 +155,14 @@ def test_wrong_types_are_refused() -> None:
         normalize_range("2025-01-01", date(2025, 1, 2))
     with pytest.raises(TypeError, match="date_to"):
         normalize_range(date(2025, 1, 1), 20250102)
+
+
+def test_a_start_skipped_by_daylight_saving_is_kept() -> None:
+    """A local start that does not exist (03:00 on the spring-forward night) stays the start."""
+    vilnius = ZoneInfo("Europe/Vilnius")
+    start = datetime(2013, 3, 31, 3, 0, 0, tzinfo=vilnius)
+    end = (start.astimezone(UTC) + timedelta(days=40)).astimezone(vilnius)
+    windows = split_range(start, end)
+    assert windows[0].start == start
+    assert windows[-1].end == end
+    assert span(windows[0].end, windows[1].start) == SECOND

@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -51,7 +51,17 @@ CREATE TABLE IF NOT EXISTS pages (
 
 
 class CheckpointMismatchError(ValueError):
-    """The checkpoint file was written for other arguments (or is not a checkpoint)."""
+    """The checkpoint file was written for other arguments (or is not a checkpoint).
+
+    Args:
+        message: What is wrong, in one line.
+        stored: The arguments the checkpoint was written for, when it was
+            written for others and they are readable.
+    """
+
+    def __init__(self, message: str, *, stored: Mapping[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.stored = stored
 
 
 @attrs.frozen
@@ -114,10 +124,16 @@ class Checkpoint:
                 )
             return
         stored_format, stored_fingerprint, stored_arguments = row
-        if stored_format != _FORMAT or stored_fingerprint != self._fingerprint:
+        if stored_format != _FORMAT:
             raise CheckpointMismatchError(
-                f"checkpoint {self.path} was written for other arguments "
-                f"({_describe(stored_arguments)}); rerun with those, or use another file"
+                f"checkpoint {self.path} was written by another version of oxystats "
+                f"(checkpoint format {stored_format}, not {_FORMAT}); use another file"
+            )
+        if stored_fingerprint != self._fingerprint:
+            raise CheckpointMismatchError(
+                f"checkpoint {self.path} was written for other arguments; "
+                "rerun with those, or use another file",
+                stored=_load(stored_arguments),
             )
 
     def _transaction(self) -> _Transaction:
@@ -197,9 +213,9 @@ class Checkpoint:
                 Pagination(stored.page_number, 100, len(stored.rows), stored.total_pages),
                 grouping,
             )
-            yield FetchedPage(
-                stored.window_index, windows[stored.window_index], stored.page_number, page
-            )
+            # Window indices run on across the parts of a split instance filter.
+            window = windows[stored.window_index % len(windows)]
+            yield FetchedPage(stored.window_index, window, stored.page_number, page)
 
 
 class _Transaction:
@@ -218,11 +234,9 @@ class _Transaction:
         self._db.execute("COMMIT" if exc_type is None else "ROLLBACK")
 
 
-def _describe(arguments_json: str) -> str:
+def _load(arguments_json: str) -> dict[str, Any] | None:
     try:
         arguments = json.loads(arguments_json)
     except ValueError:
-        return "unreadable arguments"
-    if not isinstance(arguments, dict):
-        return "unreadable arguments"
-    return ", ".join(f"{key}={value}" for key, value in sorted(arguments.items()))
+        return None
+    return arguments if isinstance(arguments, dict) else None

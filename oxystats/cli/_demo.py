@@ -5,7 +5,6 @@ Needs the ``cli`` extra (rich, and the emulator's starlette and uvicorn).
 
 from __future__ import annotations
 
-import contextlib
 import time
 from datetime import date, timedelta
 from typing import Any
@@ -93,8 +92,7 @@ def run_demo(*, days: int, quiet: bool, backend: str) -> None:
                     enabled=progress_enabled(quiet),
                     description="backfill",
                 ) as progress:
-                    pages = client.iter_usage_pages("HB", start, end, grouping)
-                    async with contextlib.aclosing(pages):
+                    async with client.stream_usage_pages("HB", start, end, grouping) as pages:
                         async for fetched in pages:
                             merger.add(fetched)
                             progress.page(fetched)

@@ -1,8 +1,8 @@
 """How the ``oxystats`` command fails: one line on stderr and an exit code.
 
-Expected failures print ``oxystats: error: ...`` and exit with 2 (bad
-arguments) or 1 (the API or the network failed); ``--debug`` shows the
-traceback instead.
+Expected failures print ``oxystats: error: ...`` (a JSON object with
+``--log-format json``) and exit with 2 (bad arguments) or 1 (the API or the
+network failed); ``--debug`` shows the traceback instead.
 """
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ from oxystats import (
     OxystatsError,
     PermissionDeniedError,
 )
+from oxystats.cli._logging import reset_log_options, say
 
-__all__ = ["OxystatsGroup", "debug_option"]
+__all__ = ["OxystatsGroup", "debug_option", "is_interrupt"]
 
 API_KEY_ENV = "OXYLABS_API_KEY"
 """Where the command reads the API key from, unless ``--api-key-file`` is given."""
@@ -37,8 +38,21 @@ def _set_debug(ctx: click.Context, param: click.Parameter, value: bool) -> None:
         _DEBUG["on"] = True
 
 
+def is_interrupt(exc: BaseException) -> bool:
+    """Whether ``exc`` is Ctrl-C: a `KeyboardInterrupt`, or a group holding one.
+
+    On trio, Ctrl-C lands in whichever task is running, and a task group
+    gathers it into a `BaseExceptionGroup` on its way out.
+    """
+    if isinstance(exc, KeyboardInterrupt):
+        return True
+    if isinstance(exc, BaseExceptionGroup):
+        return any(is_interrupt(inner) for inner in exc.exceptions)
+    return False
+
+
 def error_line(message: str) -> None:
-    click.echo(f"oxystats: error: {' '.join(message.split())}", err=True)
+    say("error", message)
 
 
 def describe(exc: BaseException) -> str:
@@ -65,6 +79,7 @@ class OxystatsGroup(click.Group):
         **extra: Any,
     ) -> click.Context:
         _DEBUG["on"] = False  # a new run; --debug (here or on the command) sets it again
+        reset_log_options()
         return super().make_context(info_name, args, parent, **extra)
 
     def invoke(self, ctx: click.Context) -> Any:
@@ -72,7 +87,9 @@ class OxystatsGroup(click.Group):
             return super().invoke(ctx)
         except (click.exceptions.Exit, click.exceptions.Abort):
             raise
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, BaseExceptionGroup) as exc:
+            if not is_interrupt(exc):
+                raise
             click.echo("oxystats: interrupted", err=True)
             raise click.exceptions.Exit(130) from None
         except click.UsageError as exc:

@@ -5,8 +5,16 @@ from __future__ import annotations
 import anyio
 import click
 
-from oxystats.cli._options import ClientSettings, client_options, pick_format
-from oxystats.cli._output import atomic_output, make_writer
+from oxystats.cli._destination import Destination
+from oxystats.cli._logging import command_logging
+from oxystats.cli._options import (
+    ClientSettings,
+    client_options,
+    force_option,
+    output_option,
+    pick_format,
+)
+from oxystats.cli._output import open_writer
 
 __all__ = ["instances"]
 
@@ -18,24 +26,31 @@ __all__ = ["instances"]
 @click.option(
     "--format", "fmt", type=click.Choice(["table", "csv", "json", "jsonl"]), help="Output format."
 )
-@click.option("-o", "--output", metavar="FILE", help="Write here instead of standard output.")
+@output_option
+@force_option
 @client_options
 def instances(
-    products: tuple[str, ...], fmt: str | None, output: str | None, settings: ClientSettings
+    products: tuple[str, ...],
+    fmt: str | None,
+    output: str | None,
+    force: bool,
+    settings: ClientSettings,
 ) -> None:
     """List the product instances the key may see."""
     fmt = pick_format(fmt, output)
     if fmt == "parquet":
         raise click.BadParameter("parquet is for usage only", param_hint="'--format'")
-    client = settings.make_client()
+    destination = Destination.check(output, force=force)
+    with command_logging(quiet=settings.quiet, progress_bar=False):
+        client = settings.make_client()
 
-    async def fetch() -> list[tuple[str, str, str, str]]:
-        async with client:
-            found = await client.instances(products or None)
-        return [(i.uuid, i.name, i.status, i.product) for i in found]
+        async def fetch() -> list[tuple[str, str, str, str]]:
+            async with client:
+                found = await client.instances(products or None)
+            return [(i.uuid, i.name, i.status, i.product) for i in found]
 
-    records = anyio.run(fetch, backend=settings.backend)
-    with atomic_output(output) as stream:
-        writer = make_writer(fmt, stream, ["uuid", "name", "status", "product"], title="instances")
+        records = anyio.run(fetch, backend=settings.backend)
+    columns = ["uuid", "name", "status", "product"]
+    with open_writer(destination, fmt, columns, title="instances") as writer:
         writer.write(records)
         writer.close()

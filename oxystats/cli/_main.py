@@ -8,8 +8,11 @@ import click
 
 from oxystats.cli._demo import demo
 from oxystats.cli._emulator import emulator
+from oxystats.cli._exporter import exporter
 from oxystats.cli._group import OxystatsGroup, debug_option
 from oxystats.cli._instances import instances
+from oxystats.cli._logging import log_options
+from oxystats.cli._sync import sync
 from oxystats.cli._usage import usage
 
 __all__ = ["cli", "main"]
@@ -17,6 +20,7 @@ __all__ = ["cli", "main"]
 
 @click.group(cls=OxystatsGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="oxystats", prog_name="oxystats")
+@log_options
 @debug_option
 def cli() -> None:
     """Usage statistics from the Oxylabs Dashboard API: fanned out, rate-limited, resumable.
@@ -26,7 +30,7 @@ def cli() -> None:
     """
 
 
-for _command in (demo, instances, usage, emulator):
+for _command in (demo, instances, usage, sync, exporter, emulator):
     cli.add_command(_command)
 
 

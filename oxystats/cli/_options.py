@@ -1,4 +1,4 @@
-"""The options the commands share: dates, groupings, and how to reach the API."""
+"""The options the commands share: groupings, where output goes, and how to reach the API."""
 
 from __future__ import annotations
 
@@ -7,61 +7,27 @@ import functools
 import os
 import sys
 import warnings
-from collections.abc import Callable, Iterator
-from datetime import date, datetime
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
 import attrs
 import click
 
-from oxystats import DEFAULT_BASE_URL, AsyncClient, GroupBy, Limit, UnknownInstanceWarning
-from oxystats.cli._group import API_KEY_ENV, debug_option
+from oxystats import (
+    DEFAULT_BASE_URL,
+    AsyncClient,
+    EventHook,
+    GroupBy,
+    Limit,
+    UnknownInstanceWarning,
+)
+from oxystats.cli._group import API_KEY_ENV, F, debug_option
+from oxystats.cli._logging import log_options, say
 from oxystats.cli._output import format_for
 
-__all__ = ["DATE", "GROUP_BY", "ClientSettings", "client_options"]
+__all__ = ["GROUP_BY", "ClientSettings", "client_options", "force_option", "output_option"]
 
-if TYPE_CHECKING:  # click >= 8.2 types ParamType by its value; older click is not generic.
-    _DateParamType = click.ParamType[date | datetime]
-else:
-    _DateParamType = click.ParamType
-
-
-class DateOrDatetime(_DateParamType):
-    """``YYYY-MM-DD`` (a whole UTC day) or an ISO 8601 datetime with an offset."""
-
-    name = "DATE"
-
-    def convert(
-        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
-    ) -> date | datetime:
-        if isinstance(value, date):
-            return value
-        text = str(value).strip()
-        if "T" not in text.upper() and " " not in text:
-            try:
-                return date.fromisoformat(text)
-            except ValueError:
-                pass
-        try:
-            parsed = datetime.fromisoformat(text)
-        except ValueError:
-            self.fail(
-                f"{value!r} is neither a date (YYYY-MM-DD) nor an ISO 8601 datetime "
-                "(YYYY-MM-DDTHH:MM:SS+HH:MM)",
-                param,
-                ctx,
-            )
-        if parsed.utcoffset() is None:
-            self.fail(
-                f"{value!r} has no UTC offset; add one (Z or +HH:MM) or give a date YYYY-MM-DD",
-                param,
-                ctx,
-            )
-        return parsed
-
-
-DATE = DateOrDatetime()
 GROUP_BY = click.Choice([g.value for g in GroupBy], case_sensitive=False)
 
 
@@ -74,6 +40,8 @@ class ClientSettings:
     limit: Limit
     timeout: float
     max_retries: int
+    deadline: float | None
+    allow_insecure_http: bool
     quiet: bool
     backend: str
 
@@ -94,15 +62,35 @@ class ClientSettings:
             raise ValueError(f"no API key: set {API_KEY_ENV} or pass --api-key-file FILE")
         return key
 
-    def make_client(self) -> AsyncClient:
+    def make_client(self, *, event_hooks: Sequence[EventHook] = ()) -> AsyncClient:
         """The client, checked now, before any event loop or request: bad options exit 2."""
         return AsyncClient(
             self.read_key(),
             base_url=self.base_url,
             timeout=self.timeout,
             max_retries=self.max_retries,
+            deadline=self.deadline,
             key_limit=self.limit,
+            allow_insecure_http=self.allow_insecure_http,
+            event_hooks=event_hooks,
         )
+
+
+def output_option(command: F) -> F:
+    """``-o/--output FILE``: where to write; see `oxystats.cli._destination`."""
+    return click.option(
+        "-o",
+        "--output",
+        metavar="FILE",
+        help="Write to this file (new, or replaced with --force) instead of stdout; - is stdout.",
+    )(command)
+
+
+def force_option(command: F) -> F:
+    """``--force``: let ``--output`` replace an existing regular file."""
+    return click.option("--force", is_flag=True, help="Replace the --output file if it exists.")(
+        command
+    )
 
 
 def client_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -150,7 +138,7 @@ def client_options(command: Callable[..., Any]) -> Callable[..., Any]:
             type=click.FloatRange(min=0, min_open=True),
             default=30.0,
             show_default=True,
-            help="Seconds per request.",
+            help="Seconds for each attempt of a request, as a whole.",
         ),
         click.option(
             "--max-retries",
@@ -159,13 +147,31 @@ def client_options(command: Callable[..., Any]) -> Callable[..., Any]:
             show_default=True,
             help="Retries of a request after 429, 5xx or a network failure.",
         ),
-        click.option("-q", "--quiet", is_flag=True, help="No progress bar."),
+        click.option(
+            "--deadline",
+            type=click.FloatRange(min=0, min_open=True),
+            default=None,
+            metavar="SECONDS",
+            help="Give up a backfill (in sync: each product's) after this long (default: never).",
+        ),
+        click.option(
+            "--allow-insecure-http",
+            is_flag=True,
+            help="Allow an http:// --base-url that is not this machine (the key goes in clear).",
+        ),
+        click.option(
+            "-q",
+            "--quiet",
+            is_flag=True,
+            help="No progress bar; only warnings and errors on stderr.",
+        ),
         click.option(
             "--backend",
             type=click.Choice(["asyncio", "trio"]),
             default="asyncio",
             hidden=True,
         ),
+        log_options,
         debug_option,
     ]
 
@@ -179,6 +185,8 @@ def client_options(command: Callable[..., Any]) -> Callable[..., Any]:
         in_flight: int,
         timeout: float,
         max_retries: int,
+        deadline: float | None,
+        allow_insecure_http: bool,
         quiet: bool,
         backend: str,
         **kwargs: Any,
@@ -189,6 +197,8 @@ def client_options(command: Callable[..., Any]) -> Callable[..., Any]:
             limit=Limit(rate, burst, in_flight),
             timeout=timeout,
             max_retries=max_retries,
+            deadline=deadline,
+            allow_insecure_http=allow_insecure_http,
             quiet=quiet,
             backend=backend,
         )
@@ -205,7 +215,7 @@ def warnings_as_lines() -> Iterator[None]:
     """Show the library's warnings as ``oxystats: warning: ...`` lines on stderr."""
 
     def show(message: Warning | str, *args: Any, **kwargs: Any) -> None:
-        click.echo(f"oxystats: warning: {message}", err=True)
+        say("warning", str(message))
 
     with warnings.catch_warnings():
         warnings.simplefilter("always", UnknownInstanceWarning)

@@ -5,9 +5,9 @@ come and writes them out at once, except the table, which needs them all to
 size its columns, and Parquet, which buffers one row group. Memory is bounded
 for ``csv``, ``jsonl``, ``json`` and ``parquet``.
 
-Output to a file goes to ``FILE.part`` first and is renamed into place only
-when complete, so an interrupted run never leaves a truncated file under the
-name asked for.
+`open_writer` puts a writer onto a checked `Destination` (standard output, or
+a file written atomically) and, should the run fail or be interrupted, aborts
+it before the file is removed.
 """
 
 from __future__ import annotations
@@ -15,20 +15,20 @@ from __future__ import annotations
 import contextlib
 import csv
 import json
-import os
-import sys
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any, Protocol
 
 from oxystats import GroupBy, UsageRow, usage_arrow_schema
+from oxystats.cli._destination import STDOUT, Destination
 
 __all__ = [
     "FORMATS",
     "RecordWriter",
-    "atomic_output",
     "format_for",
     "make_writer",
+    "open_writer",
+    "require_pyarrow",
     "usage_records",
 ]
 
@@ -40,16 +40,21 @@ _PARQUET_ROW_GROUP = 65_536
 
 
 class RecordWriter(Protocol):
-    """Where records go: ``write`` any number of batches, then ``close`` once."""
+    """Where records go: ``write`` any number of batches, then ``close`` once.
+
+    A run that fails or is interrupted calls ``abort`` instead of ``close``.
+    """
 
     def write(self, records: Iterable[Record]) -> None: ...
 
     def close(self, footer: Record | None = None) -> None: ...
 
+    def abort(self) -> None: ...
+
 
 def format_for(output: str | None, *, interactive: bool) -> str:
     """The default format: from the output file's extension, else table on a terminal, else CSV."""
-    if output is not None and output != "-":
+    if output is not None and output != STDOUT:
         suffix = Path(output).suffix.lower().lstrip(".")
         if suffix in FORMATS and suffix != "table":
             return suffix
@@ -89,6 +94,9 @@ class CsvWriter:
         self._start()
         self._stream.flush()
 
+    def abort(self) -> None:
+        """Nothing to undo: the destination discards what was written."""
+
 
 class JsonLinesWriter:
     """One JSON object per line, keys in column order."""
@@ -106,6 +114,9 @@ class JsonLinesWriter:
     def close(self, footer: Record | None = None) -> None:
         """Flush."""
         self._stream.flush()
+
+    def abort(self) -> None:
+        """Nothing to undo: the destination discards what was written."""
 
 
 class JsonWriter:
@@ -128,6 +139,9 @@ class JsonWriter:
         """Close the array."""
         self._stream.write("[]\n" if self._first else "\n]\n")
         self._stream.flush()
+
+    def abort(self) -> None:
+        """Nothing to undo: the destination discards what was written."""
 
 
 class TableWriter:
@@ -166,6 +180,10 @@ class TableWriter:
         # A file or a pipe has no width: never squash columns for one.
         Console(file=self._stream, width=None if terminal else 10_000).print(table)
 
+    def abort(self) -> None:
+        """Drop the rows kept for the table."""
+        self._records.clear()
+
     def _numeric(self, index: int) -> bool:
         return bool(self._records) and all(
             isinstance(record[index], int) for record in self._records[:10]
@@ -184,16 +202,7 @@ class ParquetWriter:
     """Parquet through pyarrow (the ``parquet`` extra), one row group per 65,536 rows."""
 
     def __init__(self, stream: IO[bytes], grouping: Sequence[GroupBy | str]) -> None:
-        try:
-            import pyarrow as pa
-            import pyarrow.parquet as pq
-        except ImportError as exc:
-            raise ImportError(
-                "Parquet output needs pyarrow, which is not installed: "
-                "pip install 'oxystats[parquet]'"
-            ) from exc
-        self._pq = pq
-        self._pa = pa
+        self._pa, self._pq = require_pyarrow()
         self._schema = usage_arrow_schema(grouping)
         self._day = [str(getattr(g, "value", g)).upper() == "DAY" for g in grouping]
         self._writer = self._pq.ParquetWriter(stream, self._schema)
@@ -231,30 +240,54 @@ class ParquetWriter:
             self._buffer.clear()
         self._writer.close()
 
+    def abort(self) -> None:
+        """Close pyarrow's writer now, while its stream is still open.
+
+        Left open, pyarrow closes it when it is collected, after the stream is
+        closed: the write fails and Python prints a traceback on the way out.
+        """
+        self._buffer.clear()
+        try:
+            with contextlib.suppress(Exception):
+                self._writer.close()
+        finally:
+            # A close cut short (by a second Ctrl-C, say) must not be retried on collection.
+            self._writer.is_open = False
+
+
+def require_pyarrow() -> tuple[Any, Any]:
+    """``pyarrow`` and ``pyarrow.parquet``, or an `ImportError` naming the extra to install."""
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError as exc:
+        raise ImportError(
+            "Parquet output needs pyarrow, which is not installed: pip install 'oxystats[parquet]'"
+        ) from exc
+    return pa, pq
+
 
 @contextlib.contextmanager
-def atomic_output(output: str | None, *, binary: bool = False) -> Iterator[IO[Any]]:
-    """Standard output for ``None`` or ``-``; else ``output.part``, renamed on success."""
-    if output is None or output == "-":
-        if binary:
-            raise ValueError("this format is binary: pass --output FILE")
-        yield sys.stdout
-        return
-    path = Path(output)
-    partial = path.with_name(path.name + ".part")
-    stream: IO[Any]
-    try:
-        stream = partial.open("wb") if binary else partial.open("w", encoding="utf-8", newline="")
-    except OSError as exc:
-        raise ValueError(f"cannot write {output}: {exc.strerror or exc}") from exc
-    try:
-        with stream:
-            yield stream
-    except BaseException:
-        with contextlib.suppress(OSError):
-            partial.unlink()
-        raise
-    os.replace(partial, path)
+def open_writer(
+    destination: Destination,
+    fmt: str,
+    columns: Sequence[str],
+    *,
+    grouping: Sequence[GroupBy | str] | None = None,
+    title: str | None = None,
+) -> Iterator[RecordWriter]:
+    """A writer of ``fmt`` onto ``destination``; call its ``close`` before the block ends.
+
+    If the block raises (a failure, Ctrl-C), the writer is aborted and a file
+    destination is left as it was.
+    """
+    with destination.open(binary=fmt == "parquet") as stream:
+        writer = make_writer(fmt, stream, columns, grouping=grouping, title=title)
+        try:
+            yield writer
+        except BaseException:
+            writer.abort()
+            raise
 
 
 def make_writer(

@@ -4,7 +4,8 @@
 >>> emulator = Emulator()          # default config: key "test-key", account "account-1"
 >>> app = emulator.app             # a Starlette app: serve it, or use httpx.ASGITransport
 
-See docs/emulator.md for the data, the limits, the faults and the fixtures.
+See docs/emulator.md for the data, the limits, the faults, the jitter, the clock and the
+fixtures.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from ._config import (
     ADMIN_PREFIX,
     DEFAULT_ACCOUNT,
     DEFAULT_KEY,
+    ArrivalJitter,
     Dataset,
     EmulatorConfig,
     Faults,
@@ -35,6 +37,7 @@ __all__ = [
     "ADMIN_PREFIX",
     "DEFAULT_ACCOUNT",
     "DEFAULT_KEY",
+    "ArrivalJitter",
     "Cell",
     "Counters",
     "Dataset",

@@ -14,10 +14,13 @@ from typing import Any
 
 import attrs
 
+from ._clock import check_now
+
 __all__ = [
     "ADMIN_PREFIX",
     "DEFAULT_ACCOUNT",
     "DEFAULT_KEY",
+    "ArrivalJitter",
     "Dataset",
     "EmulatorConfig",
     "Faults",
@@ -26,7 +29,7 @@ __all__ = [
 ]
 
 ADMIN_PREFIX = "/__emulator__"
-"""Where the emulator's own endpoints (stats, log, reset) live: no auth, never logged."""
+"""Where the emulator's own endpoints (stats, log, reset, now) live: no auth, never logged."""
 
 DEFAULT_KEY = "test-key"
 """The API key the default configuration accepts."""
@@ -48,6 +51,11 @@ def _probability(_: Any, attribute: attrs.Attribute[Any], value: float) -> None:
 def _non_negative(_: Any, attribute: attrs.Attribute[Any], value: float) -> None:
     if not (value >= 0 and math.isfinite(value)):
         raise ValueError(f"{attribute.name} must be a finite number >= 0, got {value!r}")
+
+
+def _at_least_one(_: Any, attribute: attrs.Attribute[Any], value: float) -> None:
+    if not (value >= 1 and math.isfinite(value)):
+        raise ValueError(f"{attribute.name} must be a finite number >= 1, got {value!r}")
 
 
 def _to_products(value: Iterable[str]) -> tuple[str, ...]:
@@ -158,21 +166,56 @@ class RateLimits:
 class Faults:
     """Faults injected into authenticated API requests, reproducible from ``seed``.
 
-    The five probabilities are mutually exclusive outcomes of one draw per
-    request (their sum must not exceed 1). ``latency`` seconds, plus a uniform
-    jitter of +/- ``latency_jitter``, delay every admitted request.
+    Every probability is one mutually exclusive outcome of a single draw per
+    request (together they must not exceed 1). ``latency`` seconds, plus a
+    uniform jitter of +/- ``latency_jitter``, delay every admitted request.
     ``retry_after`` is the ``Retry-After`` header of spurious 429s.
+
+    The hostile faults misbehave the way broken proxies and servers do:
+    ``ignore_page`` answers page 1 whatever page was asked; ``trickle_body``
+    sends the body one byte every ``trickle_interval`` seconds;
+    ``inflate_total_pages`` claims ``inflated_total_pages`` pages;
+    ``grow_total_pages`` claims one page more on pages 2 and later than on
+    page 1; ``oversized_body`` pads a 200's JSON with whitespace to
+    ``oversized_bytes``; ``hang`` never answers at all.
     """
 
     seed: int = 0
+    """The seed of the fault stream."""
     error_500: float = attrs.field(default=0.0, validator=_probability)
+    """A 500 Internal server error."""
     error_503: float = attrs.field(default=0.0, validator=_probability)
+    """A 503 Service unavailable."""
     spurious_429: float = attrs.field(default=0.0, validator=_probability)
+    """A 429 although no limit was hit, with ``Retry-After: retry_after``."""
     drop_connection: float = attrs.field(default=0.0, validator=_probability)
+    """The status line, headers and half the body, then the connection dies."""
     malformed_body: float = attrs.field(default=0.0, validator=_probability)
+    """A 200 whose body is truncated JSON or JSON of the wrong shape (half each)."""
     latency: float = attrs.field(default=0.0, validator=_non_negative)
+    """Seconds added before answering every admitted request."""
     latency_jitter: float = attrs.field(default=0.0, validator=_non_negative)
+    """A uniform +/- spread around ``latency``, in seconds."""
     retry_after: int = attrs.field(default=1, validator=_non_negative)
+    """The ``Retry-After`` of spurious 429s, in seconds (0: no header)."""
+    ignore_page: float = attrs.field(default=0.0, validator=_probability)
+    """The ``page`` parameter is ignored: the answer is page 1, whatever was asked."""
+    trickle_body: float = attrs.field(default=0.0, validator=_probability)
+    """The body is sent one byte at a time, ``trickle_interval`` seconds apart."""
+    inflate_total_pages: float = attrs.field(default=0.0, validator=_probability)
+    """A 200 claiming ``inflated_total_pages`` in ``meta.pagination.total_pages``."""
+    grow_total_pages: float = attrs.field(default=0.0, validator=_probability)
+    """On pages 2 and later, a 200 claiming one more ``total_pages`` than page 1 does."""
+    oversized_body: float = attrs.field(default=0.0, validator=_probability)
+    """A 200 whose JSON is padded with whitespace to ``oversized_bytes``."""
+    hang: float = attrs.field(default=0.0, validator=_probability)
+    """No answer at all: the connection is held until the client or the server leaves."""
+    trickle_interval: float = attrs.field(default=0.05, validator=_non_negative)
+    """Seconds between two bytes of a trickled body."""
+    inflated_total_pages: int = attrs.field(default=1_000_000_000, validator=_positive)
+    """The ``total_pages`` an inflated page claims."""
+    oversized_bytes: int = attrs.field(default=50_000_000, validator=_positive)
+    """The size of an oversized body, in bytes (a larger real body is sent as is)."""
 
     def __attrs_post_init__(self) -> None:
         if self.error_total > 1.0 + 1e-12:
@@ -187,12 +230,47 @@ class Faults:
             + self.spurious_429
             + self.drop_connection
             + self.malformed_body
+            + self.ignore_page
+            + self.trickle_body
+            + self.inflate_total_pages
+            + self.grow_total_pages
+            + self.oversized_body
+            + self.hang
         )
 
     @property
     def active(self) -> bool:
         """Whether any fault (or latency) can happen at all."""
         return self.error_total > 0 or self.latency > 0 or self.latency_jitter > 0
+
+
+@attrs.frozen
+class ArrivalJitter:
+    """A network path that delays each request's arrival, reproducibly from ``seed``.
+
+    Each authenticated API request is held for a random delay before the
+    server stamps its arrival and applies the rate limits, as if it had
+    crossed a real network: uniform in ``[0, max_delay]`` seconds, except
+    that with probability ``spike_probability`` it is a spike, uniform in
+    ``[max_delay, spike_factor * max_delay]``. The response is late by the
+    same delay. The draws have a stream of their own: the same fault seed
+    gives the same faults with or without jitter. ``max_delay=0`` (the
+    default) is no jitter at all.
+    """
+
+    max_delay: float = attrs.field(default=0.0, validator=_non_negative)
+    """The largest ordinary delay, in seconds."""
+    spike_probability: float = attrs.field(default=0.0, validator=_probability)
+    """The probability that a request's delay is a spike."""
+    spike_factor: float = attrs.field(default=4.0, validator=_at_least_one)
+    """The longest spike, as a multiple of ``max_delay``."""
+    seed: int = 0
+    """The seed of the delays' own random stream."""
+
+    @property
+    def active(self) -> bool:
+        """Whether any request is delayed at all."""
+        return self.max_delay > 0
 
 
 def _to_keys(value: Mapping[str, str]) -> Mapping[str, str]:
@@ -217,6 +295,10 @@ def _default_keys() -> Mapping[str, str]:
     return _to_keys({DEFAULT_KEY: DEFAULT_ACCOUNT})
 
 
+def _check_now(_: Any, __: attrs.Attribute[Any], value: object) -> None:
+    check_now(value)
+
+
 @attrs.frozen
 class EmulatorConfig:
     """Everything an `Emulator` starts from.
@@ -224,6 +306,11 @@ class EmulatorConfig:
     ``keys`` maps each accepted API key to the account it belongs to.
     ``log_size`` caps the request log (oldest entries are dropped first);
     ``cache_size`` is the number of full query results kept in memory.
+    ``jitter`` delays each request's arrival like a network path (see
+    [`ArrivalJitter`][oxystats.emulator.ArrivalJitter]). ``now`` starts the
+    emulator's clock: usage recorded after it is invisible (``None``, the
+    default: no clock, every day of the data is visible; see
+    [`Emulator.now`][oxystats.emulator.Emulator.now]).
     """
 
     dataset: Dataset = attrs.field(factory=Dataset)
@@ -235,3 +322,5 @@ class EmulatorConfig:
     faults: Faults = attrs.field(factory=Faults)
     log_size: int = attrs.field(default=100_000, validator=_positive)
     cache_size: int = attrs.field(default=256, validator=_positive)
+    jitter: ArrivalJitter = attrs.field(factory=ArrivalJitter)
+    now: datetime | None = attrs.field(default=None, validator=_check_now)

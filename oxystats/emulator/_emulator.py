@@ -1,10 +1,11 @@
 """`Emulator`: the state behind one emulated Dashboard API.
 
-It owns the data, the mutable runtime settings (limits and faults can be
-swapped while serving), the limiter and fault stream, the request log and
-counters, and the caches that make repeated queries cheap. The HTTP side is
-in `_app`, built only when `Emulator.app` is first asked for; this module
-answers "what is the body for this query string".
+It owns the data, the mutable runtime settings (limits, faults, arrival
+jitter and the clock can be changed while serving), the limiter, the fault
+and delay streams, the request log and counters, and the caches that make
+repeated queries cheap. The HTTP side is in `_app`, built only when
+`Emulator.app` is first asked for; this module answers "what is the body for
+this query string".
 """
 
 from __future__ import annotations
@@ -12,14 +13,16 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from ._config import EmulatorConfig, Faults, RateLimits
+from ._clock import check_now, last_visible_second
+from ._config import ArrivalJitter, EmulatorConfig, Faults, RateLimits
 from ._dataset import GROUPINGS, Cell, GroundTruth, Row, SyntheticUsage, epoch_bounds, usage_for
 from ._faults import FaultInjector
+from ._jitter import ArrivalDelays
 from ._log import Counters, LogEntry, RequestLog
 from ._params import BadRequest, UsageQuery, parse_instances_query, parse_usage_query
 from ._ratelimit import Limiter
@@ -42,6 +45,23 @@ class KeyIdentity:
 
     key_id: str
     account: str
+
+
+@attrs.frozen
+class _Clock:
+    """The emulator's "now" and the last epoch second visible at it, read together."""
+
+    now: datetime
+    last_second: int
+
+
+def _clock_at(now: datetime | None) -> _Clock | None:
+    return None if now is None else _Clock(now, last_visible_second(now))
+
+
+def _delays_for(jitter: ArrivalJitter) -> ArrivalDelays | None:
+    # No stream at all when off: the request path then draws and sleeps nothing.
+    return ArrivalDelays(jitter) if jitter.active else None
 
 
 class _Result:
@@ -71,6 +91,9 @@ class Emulator:
         self._limiter = Limiter(self._limits)
         self._faults = self.config.faults
         self._injector = FaultInjector(self._faults)
+        self._jitter = self.config.jitter
+        self._arrival_delays = _delays_for(self._jitter)
+        self._clock = _clock_at(self.config.now)
         self.log = RequestLog(self.config.log_size)
         self.counters = Counters()
         self._results: OrderedDict[_CacheKey, _Result] = OrderedDict()
@@ -117,6 +140,56 @@ class Emulator:
             self._injector = FaultInjector(faults)
 
     @property
+    def jitter(self) -> ArrivalJitter:
+        """The arrival jitter in force; assigning a new one restarts the delays from its seed."""
+        return self._jitter
+
+    @jitter.setter
+    def jitter(self, jitter: ArrivalJitter) -> None:
+        with self._lock:
+            self._jitter = jitter
+            self._arrival_delays = _delays_for(jitter)
+
+    @property
+    def now(self) -> datetime | None:
+        """The emulator's clock: usage recorded after it is invisible; ``None`` for no clock.
+
+        Assign an aware datetime to move it anywhere (a naive one is a
+        `ValueError`), or ``None`` to make every day visible again.
+        """
+        clock = self._clock
+        return None if clock is None else clock.now
+
+    @now.setter
+    def now(self, now: datetime | None) -> None:
+        clock = _clock_at(check_now(now))
+        with self._lock:
+            self._clock = clock
+
+    def advance(self, delta: timedelta) -> datetime:
+        """Move the clock forward by ``delta``; return the new "now".
+
+        Raises:
+            TypeError: ``delta`` is not a `datetime.timedelta`.
+            ValueError: ``delta`` is negative or leaves the calendar, or the
+                emulator has no clock.
+        """
+        if not isinstance(delta, timedelta):
+            raise TypeError(f"delta must be a datetime.timedelta, got {delta!r}")
+        if delta < timedelta(0):
+            raise ValueError(f"advance moves the clock forward; assign now to go back ({delta})")
+        with self._lock:
+            clock = self._clock
+            if clock is None:
+                raise ValueError("the emulator has no clock: assign now first")
+            try:
+                now = clock.now + delta
+            except OverflowError:
+                raise ValueError(f"advancing {clock.now} by {delta} leaves the calendar") from None
+            self._clock = _clock_at(now)
+        return now
+
+    @property
     def limiter(self) -> Limiter:
         """The current limiter (replaced by `reset` and by assigning `limits`)."""
         return self._limiter
@@ -126,11 +199,20 @@ class Emulator:
         """The current fault stream (replaced by `reset` and by assigning `faults`)."""
         return self._injector
 
+    @property
+    def arrival_delays(self) -> ArrivalDelays | None:
+        """The current delay stream, ``None`` without jitter (replaced like `injector`)."""
+        return self._arrival_delays
+
     def reset(self) -> None:
-        """Clear the log, the counters and the limiter state; restart the fault stream."""
+        """Clear the log, the counters and the limiter state; restart the fault and delay streams.
+
+        The settings (limits, faults, jitter, the clock) stay as they are.
+        """
         with self._lock:
             self._limiter = Limiter(self._limits)
             self._injector = FaultInjector(self._faults)
+            self._arrival_delays = _delays_for(self._jitter)
         self.log.reset()
         self.counters.reset()
 
@@ -178,7 +260,9 @@ class Emulator:
         """The exact usage for an inclusive range of aware datetimes, with no 31-day rule.
 
         ``instances`` filters like ``instances[]`` does: unknown UUIDs are
-        ignored, and if none is known the result is empty.
+        ignored, and if none is known the result is empty. With a clock,
+        usage recorded after [`now`][oxystats.emulator.Emulator.now] is left
+        out, as the API leaves it out.
         """
         product = _text(product)
         if product not in self.products:
@@ -195,7 +279,13 @@ class Emulator:
         if instances is not None:
             index = self.data.index_of_uuid
             wanted = frozenset(index[u] for u in map(_text, instances) if u in index)
-        return self.data.ground_truth(product, date_from, date_to, grouping, wanted)
+        low, high = self._visible_bounds(date_from, date_to)
+        rows, requests, size = self.data.aggregate(product, low, high, grouping, wanted)
+        return GroundTruth(
+            grouping=grouping,
+            rows={key: (r, b) for key, r, b in rows},
+            totals=(requests, size),
+        )
 
     # -- request handling (called by the app) -----------------------------------------
 
@@ -243,9 +333,22 @@ class Emulator:
             self._results.move_to_end(key)
         return 200, self._usage_page(result, query)
 
-    @staticmethod
-    def _cache_key(query: UsageQuery) -> _CacheKey:
+    def _visible_bounds(self, date_from: datetime, date_to: datetime) -> tuple[int, int]:
+        """The epoch-second bounds of a range, its end cut to the clock's last visible second."""
+        low, high = epoch_bounds(date_from, date_to)
+        clock = self._clock
+        if clock is not None and clock.last_second < high:
+            high = clock.last_second
+        return low, high
+
+    def _cache_key(self, query: UsageQuery) -> _CacheKey:
+        # `_visible_bounds` inlined: this runs on every usage request. The key
+        # holds the bounds cut to the clock, so a cached result is shared only
+        # by queries that see exactly the same usage, under whatever "now".
         low, high = epoch_bounds(query.date_from, query.date_to)
+        clock = self._clock
+        if clock is not None and clock.last_second < high:
+            high = clock.last_second
         return (query.product, low, high, query.grouping, query.instances)
 
     @staticmethod

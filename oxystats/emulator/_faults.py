@@ -1,9 +1,10 @@
 """Fault injection, reproducible from a seed.
 
 Every authenticated API request draws exactly two numbers from one
-`random.Random(seed)`, in arrival order, whether or not it is later rate
-limited: the same seed and the same sequence of requests always give the same
-sequence of faults, independent of timing.
+`random.Random(seed)`, in the order the server receives the requests (before
+any arrival jitter), whether or not it is later rate limited: the same seed
+and the same sequence of requests always give the same sequence of faults,
+independent of timing.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import httpx
 
 from ._config import Faults
 
-__all__ = ["DroppedConnection", "Fault", "FaultDecision", "FaultInjector"]
+__all__ = ["NO_FAULT", "DroppedConnection", "Fault", "FaultDecision", "FaultInjector"]
 
 
 class Fault(enum.Enum):
@@ -29,6 +30,12 @@ class Fault(enum.Enum):
     DROP_CONNECTION = "drop_connection"
     TRUNCATED_BODY = "truncated_body"
     WRONG_SHAPE_BODY = "wrong_shape_body"
+    IGNORE_PAGE = "ignore_page"
+    TRICKLE_BODY = "trickle_body"
+    INFLATE_TOTAL_PAGES = "inflate_total_pages"
+    GROW_TOTAL_PAGES = "grow_total_pages"
+    OVERSIZED_BODY = "oversized_body"
+    HANG = "hang"
 
 
 class DroppedConnection(httpx.RemoteProtocolError):
@@ -65,6 +72,7 @@ class FaultInjector:
         self._random = random.Random(faults.seed)
         f = faults
         # Cumulative bands over [0, 1): one uniform draw picks at most one fault.
+        # New faults go at the end, so a seed keeps giving the faults it gave.
         self._bands: list[tuple[float, Fault]] = []
         edge = 0.0
         for probability, fault in (
@@ -74,6 +82,12 @@ class FaultInjector:
             (f.drop_connection, Fault.DROP_CONNECTION),
             (f.malformed_body / 2, Fault.TRUNCATED_BODY),
             (f.malformed_body / 2, Fault.WRONG_SHAPE_BODY),
+            (f.ignore_page, Fault.IGNORE_PAGE),
+            (f.trickle_body, Fault.TRICKLE_BODY),
+            (f.inflate_total_pages, Fault.INFLATE_TOTAL_PAGES),
+            (f.grow_total_pages, Fault.GROW_TOTAL_PAGES),
+            (f.oversized_body, Fault.OVERSIZED_BODY),
+            (f.hang, Fault.HANG),
         ):
             edge += probability
             self._bands.append((edge, fault))

@@ -7,7 +7,7 @@ messages; the 503 (not on the page) follows the same pattern.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ._dataset import Row
@@ -18,8 +18,10 @@ __all__ = [
     "error_body",
     "headers",
     "instances_page",
+    "json_headers",
     "total_pages",
     "usage_page",
+    "with_total_pages",
 ]
 
 ERRORS: dict[int, tuple[str, str]] = {
@@ -63,6 +65,19 @@ def headers(body: bytes, *extra: tuple[bytes, bytes]) -> list[tuple[bytes, bytes
         (b"content-length", str(len(body)).encode()),
         *extra,
     ]
+
+
+def json_headers(length: int) -> list[tuple[bytes, bytes]]:
+    """Content type and length for a JSON body of ``length`` bytes sent in pieces."""
+    return [(b"content-type", b"application/json"), (b"content-length", str(length).encode())]
+
+
+def with_total_pages(body: bytes, claim: Callable[[int, int], int]) -> bytes:
+    """A page's ``body`` claiming ``claim(page, total_pages)`` as its ``total_pages``."""
+    document = json.loads(body)
+    pagination = document["meta"]["pagination"]
+    pagination["total_pages"] = claim(pagination["page"], pagination["total_pages"])
+    return _dump(document)
 
 
 def total_pages(total_items: int, per_page: int) -> int:

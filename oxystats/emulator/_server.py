@@ -111,10 +111,15 @@ def serve_in_thread(
 ) -> Iterator[RunningEmulator]:
     """Serve an emulator with uvicorn in a daemon thread until the block exits.
 
+    On exit the server stops accepting, gives the requests in progress one
+    second to finish, then closes the connections still open without an answer.
+
     ``target`` is an `Emulator`, or the config of a new one (default config if
     ``None``). ``port=0`` picks a free port; see ``RunningEmulator.url``.
     """
     import uvicorn  # the emulator's state loads without the server's dependencies
+
+    from ._uvicorn_server import EmulatorServer
 
     slot = _Slot(_emulator_of(target))
     sock = _bind(host, port)
@@ -129,7 +134,7 @@ def serve_in_thread(
         timeout_graceful_shutdown=1,
     )
     _quiet_dropped_connections()
-    server = uvicorn.Server(config)
+    server = EmulatorServer(config)
     thread = threading.Thread(
         target=server.run, kwargs={"sockets": [sock]}, name="oxystats-emulator", daemon=True
     )
@@ -177,6 +182,8 @@ def serve(
     """
     import uvicorn  # the emulator's state loads without the server's dependencies
 
+    from ._uvicorn_server import EmulatorServer
+
     emulator = _emulator_of(config)
     sock = _bind(host, port)
     uvicorn_config = uvicorn.Config(
@@ -193,6 +200,6 @@ def serve(
     if on_ready is not None:
         on_ready(f"http://{_host_for_url(host)}:{sock.getsockname()[1]}")
     try:
-        uvicorn.Server(uvicorn_config).run(sockets=[sock])
+        EmulatorServer(uvicorn_config).run(sockets=[sock])
     finally:
         sock.close()
