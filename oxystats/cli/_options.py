@@ -16,6 +16,7 @@ import click
 
 from oxystats import (
     DEFAULT_BASE_URL,
+    Account,
     AsyncClient,
     EventHook,
     GroupBy,
@@ -29,6 +30,8 @@ from oxystats.cli._output import format_for
 __all__ = ["GROUP_BY", "ClientSettings", "client_options", "force_option", "output_option"]
 
 GROUP_BY = click.Choice([g.value for g in GroupBy], case_sensitive=False)
+
+REDIS_URL_ENV = "OXYSTATS_REDIS_URL"
 
 
 @attrs.frozen
@@ -44,6 +47,8 @@ class ClientSettings:
     allow_insecure_http: bool
     quiet: bool
     backend: str
+    redis_url: str | None = None
+    account_name: str = "default"
 
     def read_key(self) -> str:
         """The API key, from ``--api-key-file`` or the environment; never printed."""
@@ -64,6 +69,13 @@ class ClientSettings:
 
     def make_client(self, *, event_hooks: Sequence[EventHook] = ()) -> AsyncClient:
         """The client, checked now, before any event loop or request: bad options exit 2."""
+        # With --redis-url, the limits are shared with every process using the same
+        # Redis and account name (other runs, web workers, cron jobs).
+        account = (
+            None
+            if self.redis_url is None
+            else Account(redis_url=self.redis_url, name=self.account_name)
+        )
         return AsyncClient(
             self.read_key(),
             base_url=self.base_url,
@@ -71,6 +83,7 @@ class ClientSettings:
             max_retries=self.max_retries,
             deadline=self.deadline,
             key_limit=self.limit,
+            account=account,
             allow_insecure_http=self.allow_insecure_http,
             event_hooks=event_hooks,
         )
@@ -155,6 +168,23 @@ def client_options(command: Callable[..., Any]) -> Callable[..., Any]:
             help="Give up a backfill (in sync: each product's) after this long (default: never).",
         ),
         click.option(
+            "--redis-url",
+            metavar="URL",
+            envvar=REDIS_URL_ENV,
+            help=(
+                "Share the rate limits through this Redis (redis://host:6379/0) with every "
+                f"process using it and the same --account-name (default: ${REDIS_URL_ENV}; "
+                "unset: limits kept in this process)."
+            ),
+        ),
+        click.option(
+            "--account-name",
+            metavar="NAME",
+            default="default",
+            show_default=True,
+            help="Which account's limits, in that Redis.",
+        ),
+        click.option(
             "--allow-insecure-http",
             is_flag=True,
             help="Allow an http:// --base-url that is not this machine (the key goes in clear).",
@@ -189,6 +219,8 @@ def client_options(command: Callable[..., Any]) -> Callable[..., Any]:
         allow_insecure_http: bool,
         quiet: bool,
         backend: str,
+        redis_url: str | None,
+        account_name: str,
         **kwargs: Any,
     ) -> Any:
         settings = ClientSettings(
@@ -201,6 +233,8 @@ def client_options(command: Callable[..., Any]) -> Callable[..., Any]:
             allow_insecure_http=allow_insecure_http,
             quiet=quiet,
             backend=backend,
+            redis_url=redis_url or None,
+            account_name=account_name,
         )
         return command(*args, settings=settings, **kwargs)
 
