@@ -59,7 +59,7 @@ HALF_LIFE = 60.0
 GROWTH = 2.0
 """What an unexpected 429 multiplies the margin by."""
 
-TRUSTED_AFTER = 16
+TRUSTED_AFTER = 8
 """Answers needed before the fastest of them is taken as the path's undelayed round trip."""
 
 _BUCKET = 64
@@ -152,6 +152,11 @@ class SafetyMargin:
         self._samples += 1
         self._seen += 1
         self._current_min = min(self._current_min, round_trip)
+
+    @property
+    def just_trusted(self) -> bool:
+        """Whether the last round trip observed was the one that made them trusted."""
+        return self._seen == TRUSTED_AFTER
 
     @property
     def fastest(self) -> float:

@@ -284,7 +284,8 @@ class Scheduler:
         The request's margin shrinks to how much slower than the fastest lately
         its round trip was (never below zero, never above the margin). When a
         new fastest round trip shows that the earlier ones were slow after all,
-        the requests answered lately get their margins back accordingly.
+        the requests answered lately get their margins back accordingly; the
+        first answers are only used once there are enough of them to trust.
 
         Returns:
             The margin the request is now counted with (before the gates' caps),
@@ -298,8 +299,10 @@ class Scheduler:
         if margin.excess(round_trip) is None:
             return None
         value = margin.value(answered)
-        # Normally only this answer moves; after a new fastest, every recent one.
-        recent = self._answered if margin.fastest < fastest else ((key, start, sent, round_trip),)
+        # Normally only this answer moves; after a new fastest (or once the round
+        # trips are trusted at all), every recent one.
+        everyone = margin.fastest < fastest or margin.just_trusted
+        recent = self._answered if everyone else ((key, start, sent, round_trip),)
         for other_key, other, other_sent, other_trip in recent:
             excess = margin.excess(other_trip)
             assert excess is not None

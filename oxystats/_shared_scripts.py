@@ -120,8 +120,14 @@ if rank > 0 then
     end
   end
   if ahead > 0 then
-    local spacing = tonumber(ARGV[6]) / tonumber(ARGV[7])
-    return {0, string.format('%.17g', now), string.format('%.17g', now + ahead * spacing)}
+    -- Ask again when the account would allow this one, the earlier ones served
+    -- first: when the start `ahead` places into its log has aged out.
+    local later = redis.call('ZRANGE', KEYS[1], ahead, ahead, 'WITHSCORES')
+    local again = now
+    if #later > 0 and redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[7]) then
+      again = math.max(now, tonumber(later[2]) + tonumber(ARGV[6]))
+    end
+    return {0, string.format('%.17g', now), string.format('%.17g', again)}
   end
 end
 local id = ARGV[13]
