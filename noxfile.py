@@ -71,6 +71,7 @@ def bench(session: nox.Session) -> None:
         "backfill",
         "streaming",
         "sync",
+        "shared_limits",
     ]
     for name in names:
         session.run("python", "-m", f"benchmarks.{name}")

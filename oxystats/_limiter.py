@@ -13,7 +13,6 @@ Everything here uses anyio primitives only, so it works on asyncio and on trio.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import math
 import os
 import time
@@ -127,10 +126,12 @@ class Account:
         self._shared: SharedLimits | None = None
         if redis_url is not None:
             redis_url = check_redis_url(redis_url)
-            if importlib.util.find_spec("redis") is None:
+            try:
+                import redis  # noqa: F401 (only to fail here, not at the first request)
+            except ImportError as exc:
                 raise ImportError(
                     "Account(redis_url=...) needs redis-py: pip install 'oxystats[redis]'"
-                )
+                ) from exc
             self._shared = SharedLimits(redis_url, name, lease)
         # Wakes this process's waiters for Redis when one of its places frees.
         self._freed: tuple[object, anyio.Event] | None = None

@@ -115,6 +115,26 @@ def test_account_repr_hides_the_redis_password() -> None:
     assert oxystats.Account().redis_url is None
 
 
+def test_without_redis_py_the_error_names_the_extra() -> None:
+    """Account(redis_url=...) without redis-py raises ImportError naming oxystats[redis]."""
+    code = textwrap.dedent(
+        """
+        import sys
+        sys.modules["redis"] = None
+        import oxystats
+        oxystats.Account()  # no redis_url: no need of it
+        try:
+            oxystats.Account(redis_url="redis://localhost:6379/0")
+        except ImportError as exc:
+            print(exc)
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert "pip install 'oxystats[redis]'" in done.stdout
+
+
 def test_key_fingerprint_is_keyed_and_stable() -> None:
     """A key's fingerprint is stable, differs between keys and contains nothing of the key."""
     assert fingerprint("key-a") == fingerprint("key-a")
