@@ -78,8 +78,8 @@ class Account:
     and pass it to every client of that account, and together they stay under
     it; a client given no account gets a private one.
 
-    An [`Account`][oxystats.Account] holds no threads, tasks or event-loop objects of its own and
-    may be shared freely between tasks, clients and keys *of one event loop*.
+    An [`Account`][oxystats.Account] holds no threads or tasks of its own and may be shared
+    freely between tasks, clients and keys *of one event loop*.
     It is not thread-safe: do not share it between threads or between event
     loops running at the same time (doing so raises `RuntimeError`). Using it
     from one `anyio.run` after another is fine.

@@ -21,14 +21,18 @@ Two things keep that cheap:
   from ``sent + margin`` to ``sent + min(margin, x)``: on a path whose answers
   take a steady time, the margin costs next to nothing, and only requests that
   were slow pay for it.
-* **The margin learns.** It starts at `INITIAL_MARGIN` (25 ms, at most a tenth
-  of the window), which covers the jitter of an ordinary path. A 429 that the
-  client's own log allowed means that the path is worse: the margin doubles.
-  A 429 of a request sent before that rise is the same event seen twice and
-  changes nothing, so a one-off spike costs one 429, not one per window.
-  After `QUIET` seconds without such a 429 it shrinks back, halving every
-  `HALF_LIFE` seconds, to where it started; steady jitter thus keeps it just
-  above the jitter, and a spike long past stops costing throughput.
+* **The margin learns.** It starts at `INITIAL_MARGIN` (100 ms; a gate caps
+  it at a quarter of its window), which covers the jitter of an ordinary path,
+  a loaded server stamping a burst included (measured here: the in-process
+  emulator stamps up to 70 ms late on a busy machine).
+  (`FASTEST_SLACK`, 5 ms, is added to every excess: the fastest answer is
+  the one the server was quickest on, which may itself have arrived late.) A 429 that the client's
+  own log allowed means that the path is worse: the margin doubles. A 429 of a
+  request sent before that rise is the same event seen twice and changes
+  nothing, so a one-off spike costs one 429, not one per window. After
+  `QUIET` seconds without such a 429 it shrinks back, halving every
+  `HALF_LIFE` seconds, down to `FLOOR_MARGIN`; steady jitter thus keeps it
+  just above the jitter, and a spike long past stops costing throughput.
 """
 
 from __future__ import annotations
@@ -58,6 +62,14 @@ HALF_LIFE = 60.0
 
 GROWTH = 2.0
 """What an unexpected 429 multiplies the margin by."""
+
+FASTEST_SLACK = 0.005
+"""Seconds added to every excess: the fastest answer may itself have arrived late.
+
+(When the server's own time varies more than the path's, the fastest answer
+is the one the server was quickest on, not one that met no delay on the way
+in; the requests answered before there were enough answers to trust keep
+their whole margin, which covers the cold start, when this is worst.)"""
 
 TRUSTED_AFTER = 8
 """Answers needed before the fastest of them is taken as the path's undelayed round trip."""
@@ -154,17 +166,14 @@ class SafetyMargin:
         self._current_min = min(self._current_min, round_trip)
 
     @property
-    def just_trusted(self) -> bool:
-        """Whether the last round trip observed was the one that made them trusted."""
-        return self._seen == TRUSTED_AFTER
-
-    @property
     def fastest(self) -> float:
         """The fastest round trip lately (``inf`` before the first)."""
         return min(self._previous_min, self._current_min)
 
     def excess(self, round_trip: float) -> float | None:
-        """How much slower than the fastest lately ``round_trip`` was; `None` until trusted.
+        """How much later than the fastest lately ``round_trip``'s request can have arrived.
+
+        How much slower than that one it was, plus `FASTEST_SLACK`; `None` until trusted.
 
         The fastest answer is taken to have met no delay on its way in; that
         needs a few answers first (`TRUSTED_AFTER`), and stays an assumption
@@ -172,4 +181,4 @@ class SafetyMargin:
         """
         if self._seen < TRUSTED_AFTER:
             return None
-        return max(0.0, round_trip - self.fastest)
+        return max(0.0, round_trip - self.fastest) + FASTEST_SLACK

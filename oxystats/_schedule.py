@@ -284,8 +284,10 @@ class Scheduler:
         The request's margin shrinks to how much slower than the fastest lately
         its round trip was (never below zero, never above the margin). When a
         new fastest round trip shows that the earlier ones were slow after all,
-        the requests answered lately get their margins back accordingly; the
-        first answers are only used once there are enough of them to trust.
+        the requests answered lately get their margins back accordingly. The
+        requests answered before there were enough answers to trust keep their
+        whole margin: a cold start (connections, caches) is when the fastest
+        answer is least likely to be one that met no delay.
 
         Returns:
             The margin the request is now counted with (before the gates' caps),
@@ -295,14 +297,12 @@ class Scheduler:
         round_trip = answered - sent
         fastest = margin.fastest
         margin.observe(round_trip)
-        self._answered.append((key, start, sent, round_trip))
         if margin.excess(round_trip) is None:
             return None
+        self._answered.append((key, start, sent, round_trip))
         value = margin.value(answered)
-        # Normally only this answer moves; after a new fastest (or once the round
-        # trips are trusted at all), every recent one.
-        everyone = margin.fastest < fastest or margin.just_trusted
-        recent = self._answered if everyone else ((key, start, sent, round_trip),)
+        # Normally only this answer moves; after a new fastest, every recent one.
+        recent = self._answered if margin.fastest < fastest else ((key, start, sent, round_trip),)
         for other_key, other, other_sent, other_trip in recent:
             excess = margin.excess(other_trip)
             assert excess is not None

@@ -26,7 +26,7 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import anyio
 import anyio.to_thread
@@ -34,9 +34,6 @@ import anyio.to_thread
 from oxystats._events import logger
 from oxystats._limits import Limit
 from oxystats._shared_scripts import ACQUIRE, FINISH
-
-if TYPE_CHECKING:
-    import redis
 
 __all__: list[str] = []
 
@@ -182,7 +179,6 @@ class SharedLimits:
         self.lease = lease
         # One hash tag for every key of the account: one Redis Cluster slot.
         self.prefix = f"oxystats:{{{name}}}:"
-        self._client: redis.Redis | None = None
         self._acquire: Callable[..., Any] | None = None
         self._finish: Callable[..., Any] | None = None
         self._connect_lock = threading.Lock()
@@ -211,7 +207,6 @@ class SharedLimits:
                     retry=redis.retry.Retry(redis.backoff.NoBackoff(), 1),
                     client_name="oxystats",
                 )
-                self._client = client
                 self._acquire = client.register_script(ACQUIRE)
                 self._finish = client.register_script(FINISH)
             return self._acquire, self._finish
@@ -265,13 +260,6 @@ class SharedLimits:
         self.calls += 1
         self._answered()
         return result
-
-    def close(self) -> None:
-        """Close the connections to Redis (they would close with the object anyway)."""
-        with self._connect_lock:
-            if self._client is not None:
-                self._client.close()
-            self._client = self._acquire = self._finish = None
 
     # -- the calls ------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from oxystats._limiter import Account, RequestLimiter, SlotTiming
 from oxystats._limits import DEFAULT_ACCOUNT_LIMIT, DEFAULT_KEY_LIMIT, Limit
+from oxystats._margin import FASTEST_SLACK
 from oxystats._schedule import Gate as _Gate
 from oxystats.testing import max_in_window
 
@@ -213,11 +214,12 @@ async def test_no_window_holds_more_than_burst() -> None:
     assert limiter.stats.in_flight == 0
 
 
-async def test_steady_state_rate_is_at_least_97_percent() -> None:
-    """Answered at once, each start comes within 3% of a window after the burst-th before it."""
-    # That is the full rate: `burst` starts per window. The first window pays the
-    # whole safety margin (nothing is known of the path yet), which shifts part of
-    # the schedule once; it is left out.
+async def test_steady_state_rate_is_the_limit_less_the_answered_margin() -> None:
+    """Answered at once, each start comes a window plus at most the slack (+1%) after its pair."""
+    # That is `burst` starts per window: the full rate, less what an answer as fast
+    # as the fastest still costs (FASTEST_SLACK). The first window pays the whole
+    # margin (nothing is known of the path yet), which shifts part of the schedule
+    # once; it is left out. The 1% is for the event loop's timer lateness.
     limit = Limit(rate=100.0, burst=20, in_flight=1_000)
     limiter = RequestLimiter(limit, Account(FAST))
     starts: list[float] = []
@@ -233,7 +235,7 @@ async def test_steady_state_rate_is_at_least_97_percent() -> None:
     starts.sort()
     gaps = [starts[k] - starts[k - limit.burst] for k in range(2 * limit.burst, len(starts))]
     assert min(gaps) >= limit.window  # never faster than the limit...
-    assert limit.window / (sum(gaps) / len(gaps)) >= 0.97  # ...and hardly slower
+    assert sum(gaps) / len(gaps) <= (limit.window + FASTEST_SLACK) * 1.01  # ...nor much slower
     assert limiter.stats.waited > 0
 
 

@@ -15,6 +15,7 @@ from oxystats._margin import (
     HALF_LIFE,
     INITIAL_MARGIN,
     MAX_MARGIN_FRACTION,
+    FASTEST_SLACK,
     QUIET,
     TRUSTED_AFTER,
     SafetyMargin,
@@ -86,16 +87,16 @@ def test_never_grows_past_its_maximum() -> None:
 
 
 def test_excess_is_measured_against_the_fastest_round_trip_lately() -> None:
-    """Excess is how much slower than the fastest of the last 64 to 128 round trips."""
+    """Excess is how much slower than the fastest of the last 64 to 128, plus the slack."""
     margin = SafetyMargin()
     margin.observe(0.050)
     assert margin.excess(0.050) is None, "one answer proves nothing yet"
     for _ in range(TRUSTED_AFTER):
         margin.observe(0.050)
-    assert margin.excess(0.050) == 0.0
+    assert margin.excess(0.050) == FASTEST_SLACK
     margin.observe(0.020)
-    assert margin.excess(0.050) == pytest.approx(0.030)
-    assert margin.excess(0.010) == 0.0
+    assert margin.excess(0.050) == pytest.approx(0.030 + FASTEST_SLACK)
+    assert margin.excess(0.010) == FASTEST_SLACK
     for _ in range(128):
         margin.observe(0.040)
     assert margin.fastest == pytest.approx(0.040), "an old fastest is forgotten"
@@ -103,6 +104,7 @@ def test_excess_is_measured_against_the_fastest_round_trip_lately() -> None:
 
 def test_an_answer_moves_the_start_to_sent_plus_its_excess() -> None:
     """Answered, a request counts from its send plus its round trip's excess, not the margin."""
+    slack = FASTEST_SLACK
     scheduler = Scheduler(ROOMY, trusted(SafetyMargin(initial=0.05), fastest=0.010))
     key = KeyQueue(Limit(1.0, 1, 10))  # a one-second window
     first, second = (Waiter(scheduler.next_ticket()) for _ in range(2))
@@ -113,9 +115,9 @@ def test_an_answer_moves_the_start_to_sent_plus_its_excess() -> None:
     assert second.wake_at == pytest.approx(1.0 + 0.05), "unanswered: the whole margin"
     scheduler.sent(key, first.start, 0.001)
     scheduler.answered(key, first.start, sent=0.001, answered=0.011)
-    assert first.start.key == pytest.approx(0.001), "as fast as the fastest: no excess"
+    assert first.start.key == pytest.approx(0.001 + slack), "as fast as the fastest"
     scheduler.dispatch(now=0.05)
-    assert second.wake_at == pytest.approx(1.001)
+    assert second.wake_at == pytest.approx(1.001 + slack)
 
 
 def test_a_new_fastest_round_trip_gives_earlier_answers_their_margin_back() -> None:
@@ -129,11 +131,12 @@ def test_a_new_fastest_round_trip_gives_earlier_answers_their_margin_back() -> N
     slow, fast = (waiter.start for waiter in waiters)
     assert slow is not None
     assert fast is not None
+    slack = FASTEST_SLACK
     scheduler.answered(key, slow, sent=0.0, answered=0.030)  # as fast as any so far
-    assert slow.key == pytest.approx(0.0)
+    assert slow.key == pytest.approx(slack)
     scheduler.answered(key, fast, sent=0.0, answered=0.002)
-    assert slow.key == pytest.approx(0.028)
-    assert fast.key == pytest.approx(0.0)
+    assert slow.key == pytest.approx(0.028 + slack)
+    assert fast.key == pytest.approx(slack)
 
 
 @settings(max_examples=40, deadline=None)
