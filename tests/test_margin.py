@@ -11,11 +11,11 @@ from hypothesis import strategies as st
 
 from oxystats._limits import Limit
 from oxystats._margin import (
+    FASTEST_SLACK,
     FLOOR_MARGIN,
     HALF_LIFE,
     INITIAL_MARGIN,
     MAX_MARGIN_FRACTION,
-    FASTEST_SLACK,
     QUIET,
     TRUSTED_AFTER,
     SafetyMargin,
