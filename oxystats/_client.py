@@ -6,7 +6,7 @@ import contextlib
 import copy
 import math
 import warnings
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from types import TracebackType
 from typing import TYPE_CHECKING, Self
@@ -33,7 +33,7 @@ from oxystats._options import (
     check_max_windows,
     check_timeout,
 )
-from oxystats._pages import Done, PageFetcher, UsagePlan, split_instances
+from oxystats._pages import PageFetcher, UsagePlan, check_done, split_instances
 from oxystats._pipeline import USER_AGENT, CallOptions, CallProgress, Connection, RequestPipeline
 from oxystats._protocol import MAX_QUERY_URL_BYTES
 from oxystats._query import UsageQuery, check_products
@@ -93,6 +93,10 @@ class AsyncClient:
         event_hooks: Functions called with every
             [`ClientEvent`][oxystats.ClientEvent] (each attempt, retry and
             pause), for metrics; see [`EventHook`][oxystats.EventHook].
+        allow_insecure_http: Allow a plain ``http://`` ``base_url`` to a host
+            that is not this machine (the key would travel in clear text).
+        max_windows: The most 31-day windows one call may plan; a longer
+            range is a `ValueError` (2,000 windows are about 170 years).
 
     Raises:
         ValueError: An option has the right type but a wrong value (no key, a bad URL).
@@ -274,6 +278,7 @@ class AsyncClient:
 
     def _start_call(self) -> PageFetcher:
         """The page fetcher of one call, with its progress and its deadline."""
+        self._pipeline.connection.check_event_loop()
         deadline = self._pipeline.options.deadline
         progress = CallProgress(
             deadline_at=math.inf if deadline is None else anyio.current_time() + deadline
@@ -413,7 +418,7 @@ class AsyncClient:
         group_by: Grouping,
         instances: InstanceIds = None,
         *,
-        done: Done | None = None,
+        done: Mapping[tuple[int, int], int] | None = None,
         buffer: int | None = None,
     ) -> AbstractAsyncContextManager[PageStream]:
         """The pages behind `usage`, unmerged, streamed while the body of the block works.
@@ -452,7 +457,7 @@ class AsyncClient:
             OxystatsError: From the stream, when fetching failed; see the subclasses.
         """
         plan = self._build_query(product, date_from, date_to, group_by, instances)
-        done = dict(done or {})
+        done = check_done(done, plan)
         buffer = self._check_buffer(buffer)
 
         async def produce(send: MemoryObjectSendStream[FetchedPage]) -> None:
@@ -532,7 +537,7 @@ class AsyncClient:
         group_by: Grouping,
         instances: InstanceIds = None,
         *,
-        done: Done | None = None,
+        done: Mapping[tuple[int, int], int] | None = None,
     ) -> AsyncGenerator[FetchedPage, None]:
         """The pages behind `usage`, unmerged, as they are fetched: for resumable backfills.
 
@@ -554,7 +559,7 @@ class AsyncClient:
             Each page with its window and number.
         """
         plan = self._build_query(product, date_from, date_to, group_by, instances)
-        done = dict(done or {})
+        done = check_done(done, plan)
         call = self._start_call()
         with self._bounded(call):
             await self._unknown_instances(plan.query, call)

@@ -101,6 +101,11 @@ class Observers:
     def __init__(self, hooks: Sequence[EventHook]) -> None:
         self.hooks = tuple(hooks)
 
+    @property
+    def wants_requests(self) -> bool:
+        """Whether a `RequestEvent` would go anywhere: worth building one per attempt."""
+        return bool(self.hooks) or logger.isEnabledFor(logging.DEBUG)
+
     def _call_hooks(self, event: ClientEvent) -> None:
         for hook in self.hooks:
             try:

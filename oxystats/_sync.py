@@ -227,7 +227,7 @@ async def _sync_product(
         window_days(window)  # whole days, or no request at all
     run_id = await anyio.to_thread.run_sync(store.begin_run, product, days, arguments.now)
     sent_before = client.stats.requests
-    assembler = WindowAssembler(product, arguments.grouping)
+    assembler = WindowAssembler(arguments.grouping)
     rows = 0
     complete: date | None = None
     try:
