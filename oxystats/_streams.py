@@ -1,6 +1,6 @@
 """Streams that fetch in the background while the consumer works, structured.
 
-`open_stream` runs a producer in a task group that feeds a bounded anyio
+`open_page_stream` runs a producer in a task group that feeds a bounded anyio
 memory object stream, and hands the receiving end to the body of an
 ``async with`` block: fetching goes on while the body works, memory is
 bounded by the buffer, and leaving the block cancels whatever is in flight.

@@ -171,7 +171,8 @@ async def sync_usage(
     Raises:
         ValueError: An argument has the right type but a wrong value; or the
             table has another grouping, or a product was never synced and
-            ``since`` is `None` (raised before any write or request).
+            ``since`` is `None` (raised before any request, and before any row
+            or run is written; a new SQLite file and its lock file may be left).
         TypeError: An argument has the wrong type.
         ImportError: The ``sync`` extra (or ``postgresql``'s driver) is missing.
         SyncInProgressError: Another sync of the table is running.
@@ -250,7 +251,7 @@ async def _sync_product(
                     )
                     rows += len(whole.rows)
                     complete = window_complete or complete
-                    logger.info(
+                    logger.debug(
                         "sync %s: %s %s: %d rows replaced",
                         store.table,
                         product,
@@ -282,7 +283,7 @@ async def _sync_product(
         raise
     sent = client.stats.requests - sent_before
     await anyio.to_thread.run_sync(functools.partial(store.complete_run, run_id, requests=sent))
-    logger.info(
+    logger.debug(
         "sync %s: %s %s: complete, %d rows, %d requests",
         store.table,
         product,
