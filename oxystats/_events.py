@@ -4,8 +4,8 @@ Every attempt of every request becomes a `RequestEvent`, every retry a
 `RetryEvent` and every pause of a key's limiter (after a 429, or a 503 with
 Retry-After) a `PauseEvent`. They go to the ``oxystats`` logger (a DEBUG line
 per request, INFO for retries and pauses, with structured ``extra=`` fields)
-and to the event hooks a client was given, for metrics. None of them carries the API key: requests are
-described by `RequestInfo`, never by their headers.
+and to the event hooks a client was given, for metrics. None of them carries
+the API key: requests are described by `RequestInfo`, never by their headers.
 """
 
 from __future__ import annotations
