@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import math
 import warnings
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
@@ -276,13 +275,13 @@ class AsyncClient:
 
     # -- calls -----------------------------------------------------------------
 
-    def _start_call(self) -> PageFetcher:
-        """The page fetcher of one call, with its progress and its deadline."""
+    def _start_call(self, progress: CallProgress | None = None) -> PageFetcher:
+        """The page fetcher of one call, with its progress and its deadline, from now."""
         self._pipeline.connection.check_event_loop()
+        progress = CallProgress() if progress is None else progress
         deadline = self._pipeline.options.deadline
-        progress = CallProgress(
-            deadline_at=math.inf if deadline is None else anyio.current_time() + deadline
-        )
+        if deadline is not None:
+            progress.deadline_at = anyio.current_time() + deadline
         return PageFetcher(self._pipeline.get_json, progress, concurrency=self._concurrency)
 
     @contextlib.contextmanager
@@ -460,13 +459,15 @@ class AsyncClient:
         done = check_done(done, plan)
         buffer = self._check_buffer(buffer)
 
+        progress = CallProgress()
+
         async def produce(send: MemoryObjectSendStream[FetchedPage]) -> None:
-            call = self._start_call()
+            call = self._start_call(progress)
             with self._bounded(call):
                 await self._unknown_instances(plan.query, call, stacklevel=2)
                 await call.stream_usage(plan, done, send)
 
-        return open_page_stream(produce, buffer=buffer)
+        return open_page_stream(produce, buffer=buffer, progress=progress)
 
     @contextlib.asynccontextmanager
     async def _row_stream(
