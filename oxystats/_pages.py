@@ -80,7 +80,7 @@ def split_instances(query: UsageQuery, *, url_budget: int) -> list[tuple[str, ..
         cost = 1 + len(urlencode([("instances[]", uuid)]))
         if fixed + cost > url_budget:
             raise ValueError(
-                f"the instance id {uuid[:40]!r}... is too long for any request URL "
+                f"the instance id {uuid[:40]!r}{'...' if len(uuid) > 40 else ''} is too long for any request URL "
                 f"({cost} bytes of a {url_budget}-byte budget)"
             )
         if length + cost > url_budget:
