@@ -79,8 +79,9 @@ def split_instances(query: UsageQuery, *, url_budget: int) -> list[tuple[str, ..
     for uuid in query.instances:
         cost = 1 + len(urlencode([("instances[]", uuid)]))
         if fixed + cost > url_budget:
+            shown = uuid if len(uuid) <= 40 else f"{uuid[:40]}..."
             raise ValueError(
-                f"the instance id {uuid[:40]!r}{'...' if len(uuid) > 40 else ''} is too long for any request URL "
+                f"the instance id {shown!r} is too long for any request URL "
                 f"({cost} bytes of a {url_budget}-byte budget)"
             )
         if length + cost > url_budget:
