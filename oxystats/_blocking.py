@@ -12,7 +12,7 @@ import contextlib
 import functools
 import threading
 import weakref
-from collections.abc import AsyncIterator, Generator, Iterator, Sequence
+from collections.abc import AsyncIterator, Generator, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from types import TracebackType
 from typing import Self, TypeVar
@@ -27,7 +27,6 @@ from oxystats._limiter import Account
 from oxystats._limits import Limit
 from oxystats._models import FetchedPage, Instance, UsageReport, UsageRow
 from oxystats._options import DEFAULT_MAX_WINDOWS
-from oxystats._pages import Done
 from oxystats._types import DateLike, Grouping, InstanceIds, ProductLike, Products
 
 __all__ = ["Client"]
@@ -92,6 +91,10 @@ class Client:
         backend: str = "asyncio",
     ) -> None:
         _refuse_running_event_loop()
+        if not isinstance(backend, str):
+            raise TypeError(f"backend must be a string, not {type(backend).__name__}")
+        if backend not in ("asyncio", "trio"):
+            raise ValueError(f"backend must be 'asyncio' or 'trio', got {backend!r}")
         self._runner = _Runner(backend)
         make_client = functools.partial(
             AsyncClient,
@@ -192,7 +195,7 @@ class Client:
         group_by: Grouping,
         instances: InstanceIds = None,
         *,
-        done: Done | None = None,
+        done: Mapping[tuple[int, int], int] | None = None,
         buffer: int | None = None,
     ) -> AbstractContextManager[Iterator[FetchedPage]]:
         """The pages behind `usage`, fetched in the background while the block works.
@@ -247,7 +250,7 @@ class Client:
         group_by: Grouping,
         instances: InstanceIds = None,
         *,
-        done: Done | None = None,
+        done: Mapping[tuple[int, int], int] | None = None,
     ) -> Generator[FetchedPage, None, None]:
         """The pages behind `usage`, as fetched, one at a time.
 

@@ -11,11 +11,12 @@ what was expected, before anything is built from the page.
 from __future__ import annotations
 
 import operator
+from datetime import date
 
 import attrs
 
 from oxystats._errors import RequestInfo, ResponseFormatError
-from oxystats._models import InstancesPage, Pagination, UsagePage, UsageTotals
+from oxystats._models import InstancesPage, Pagination, UsagePage, UsageRow, UsageTotals
 
 __all__: list[str] = []
 
@@ -144,10 +145,43 @@ def _first_negative(values: list[int], request: RequestInfo, name: str) -> None:
         )
 
 
+def _check_days(
+    data: tuple[UsageRow, ...],
+    keys: frozenset[tuple[str, ...]],
+    position: int,
+    days: tuple[date, date],
+    request: RequestInfo,
+) -> None:
+    """Every DAY key is a ``YYYY-MM-DD`` UTC day of the window asked for."""
+    first, last = days
+    for day in {key[position] for key in keys}:  # a page spans a few days at most
+        try:
+            valid = len(day) == len("YYYY-MM-DD") and first <= date.fromisoformat(day) <= last
+        except ValueError:
+            valid = False
+        if not valid:
+            index = next(i for i, row in enumerate(data) if row.grouped_by[position] == day)
+            raise _fail(
+                f"the day {day!r} is not a YYYY-MM-DD day from {first} to {last}, the UTC "
+                "days of the window asked for",
+                request,
+                f"data[{index}].grouped_by[{position}]",
+            )
+
+
 def check_usage_page(
-    page: UsagePage, request: RequestInfo, *, number: int, per_page: int, grouping: tuple[str, ...]
+    page: UsagePage,
+    request: RequestInfo,
+    *,
+    number: int,
+    per_page: int,
+    grouping: tuple[str, ...],
+    days: tuple[date, date],
 ) -> PageFacts:
-    """Everything one usage page can be checked for on its own; what it adds to its window."""
+    """Everything one usage page can be checked for on its own; what it adds to its window.
+
+    ``days`` are the first and last UTC days of the window asked for.
+    """
     if page.grouping != grouping:
         raise _fail(
             f"grouping is {list(page.grouping)}, asked for {list(grouping)}",
@@ -173,6 +207,8 @@ def check_usage_page(
                     f"data[{index}]",
                 )
             seen.add(row.grouped_by)
+    if "DAY" in grouping:
+        _check_days(data, keys, grouping.index("DAY"), days, request)
     return PageFacts(keys, sum(requests), sum(traffic))
 
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import math
 import warnings
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from types import TracebackType
 from typing import TYPE_CHECKING, Self
@@ -33,7 +32,7 @@ from oxystats._options import (
     check_max_windows,
     check_timeout,
 )
-from oxystats._pages import Done, PageFetcher, UsagePlan, split_instances
+from oxystats._pages import PageFetcher, UsagePlan, check_done, split_instances
 from oxystats._pipeline import USER_AGENT, CallOptions, CallProgress, Connection, RequestPipeline
 from oxystats._protocol import MAX_QUERY_URL_BYTES
 from oxystats._query import UsageQuery, check_products
@@ -102,6 +101,10 @@ class AsyncClient:
         event_hooks: Functions called with every
             [`ClientEvent`][oxystats.ClientEvent] (each attempt, retry and
             pause), for metrics; see [`EventHook`][oxystats.EventHook].
+        allow_insecure_http: Allow a plain ``http://`` ``base_url`` to a host
+            that is not this machine (the key would travel in clear text).
+        max_windows: The most 31-day windows one call may plan; a longer
+            range is a `ValueError` (2,000 windows are about 170 years).
 
     Raises:
         ValueError: An option has the right type but a wrong value (no key, a bad URL).
@@ -283,12 +286,13 @@ class AsyncClient:
 
     # -- calls -----------------------------------------------------------------
 
-    def _start_call(self) -> PageFetcher:
-        """The page fetcher of one call, with its progress and its deadline."""
+    def _start_call(self, progress: CallProgress | None = None) -> PageFetcher:
+        """The page fetcher of one call, with its progress and its deadline, from now."""
+        self._pipeline.connection.check_event_loop()
+        progress = CallProgress() if progress is None else progress
         deadline = self._pipeline.options.deadline
-        progress = CallProgress(
-            deadline_at=math.inf if deadline is None else anyio.current_time() + deadline
-        )
+        if deadline is not None:
+            progress.deadline_at = anyio.current_time() + deadline
         return PageFetcher(self._pipeline.get_json, progress, concurrency=self._concurrency)
 
     @contextlib.contextmanager
@@ -424,7 +428,7 @@ class AsyncClient:
         group_by: Grouping,
         instances: InstanceIds = None,
         *,
-        done: Done | None = None,
+        done: Mapping[tuple[int, int], int] | None = None,
         buffer: int | None = None,
     ) -> AbstractAsyncContextManager[PageStream]:
         """The pages behind `usage`, unmerged, streamed while the body of the block works.
@@ -463,16 +467,18 @@ class AsyncClient:
             OxystatsError: From the stream, when fetching failed; see the subclasses.
         """
         plan = self._build_query(product, date_from, date_to, group_by, instances)
-        done = dict(done or {})
+        done = check_done(done, plan)
         buffer = self._check_buffer(buffer)
 
+        progress = CallProgress()
+
         async def produce(send: MemoryObjectSendStream[FetchedPage]) -> None:
-            call = self._start_call()
+            call = self._start_call(progress)
             with self._bounded(call):
                 await self._unknown_instances(plan.query, call, stacklevel=2)
                 await call.stream_usage(plan, done, send)
 
-        return open_page_stream(produce, buffer=buffer)
+        return open_page_stream(produce, buffer=buffer, progress=progress)
 
     @contextlib.asynccontextmanager
     async def _row_stream(
@@ -543,7 +549,7 @@ class AsyncClient:
         group_by: Grouping,
         instances: InstanceIds = None,
         *,
-        done: Done | None = None,
+        done: Mapping[tuple[int, int], int] | None = None,
     ) -> AsyncGenerator[FetchedPage, None]:
         """The pages behind `usage`, unmerged, as they are fetched: for resumable backfills.
 
@@ -565,7 +571,7 @@ class AsyncClient:
             Each page with its window and number.
         """
         plan = self._build_query(product, date_from, date_to, group_by, instances)
-        done = dict(done or {})
+        done = check_done(done, plan)
         call = self._start_call()
         with self._bounded(call):
             await self._unknown_instances(plan.query, call)

@@ -24,6 +24,7 @@ No exception carries the API key: requests are described by `RequestInfo`
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Sequence
@@ -255,10 +256,17 @@ class APIConnectionError(OxystatsError):
     """What was asked."""
     attempts: int
     """How many requests were sent, retries included."""
+    reason: str
+    """What failed: the transport error's class name (``"ConnectError"``,
+    ``"ReadTimeout"``, ...) or ``"AttemptTimeout"`` when an attempt took
+    longer than its ``timeout``."""
 
-    def __init__(self, message: str, request: RequestInfo, *, attempts: int = 1) -> None:
+    def __init__(
+        self, message: str, request: RequestInfo, *, attempts: int = 1, reason: str = ""
+    ) -> None:
         self.request = request
         self.attempts = attempts
+        self.reason = reason or "APIConnectionError"
         super().__init__(f"{message} ({request}, {attempts} attempt(s))")
 
 
@@ -367,6 +375,7 @@ def error_for_status(
     return cls(status_code, request, body, timestamp=timestamp, attempts=attempts)
 
 
+@functools.lru_cache(maxsize=64)
 def secret_forms(secret: str) -> tuple[str, ...]:
     """Every way ``secret`` may appear in a body, a URL or a message, longest first.
 

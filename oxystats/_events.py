@@ -1,11 +1,11 @@
 """What a client tells the world: events for hooks, and the log lines they make.
 
 Every attempt of every request becomes a `RequestEvent`, every retry a
-`RetryEvent` and every pause of a key's limiter (after a 429) a `PauseEvent`.
-They go to the ``oxystats`` logger (a DEBUG line per request, INFO for retries
-and pauses, with structured ``extra=`` fields) and to the event hooks a client
-was given, for metrics. None of them carries the API key: requests are
-described by `RequestInfo`, never by their headers.
+`RetryEvent` and every pause of a key's limiter (after a 429, or a 503 with
+Retry-After) a `PauseEvent`. They go to the ``oxystats`` logger (a DEBUG line
+per request, INFO for retries and pauses, with structured ``extra=`` fields)
+and to the event hooks a client was given, for metrics. None of them carries
+the API key: requests are described by `RequestInfo`, never by their headers.
 """
 
 from __future__ import annotations
@@ -100,6 +100,11 @@ class Observers:
 
     def __init__(self, hooks: Sequence[EventHook]) -> None:
         self.hooks = tuple(hooks)
+
+    @property
+    def wants_requests(self) -> bool:
+        """Whether a `RequestEvent` would go anywhere: worth building one per attempt."""
+        return bool(self.hooks) or logger.isEnabledFor(logging.DEBUG)
 
     def _call_hooks(self, event: ClientEvent) -> None:
         for hook in self.hooks:

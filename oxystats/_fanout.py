@@ -32,8 +32,10 @@ class _FifoQueue(Generic[J]):
     def __bool__(self) -> bool:
         return bool(self._jobs)
 
-    def push(self, jobs: Iterable[J]) -> None:
+    def push(self, jobs: Iterable[J]) -> bool:
+        before = len(self._jobs)
         self._jobs.extend(jobs)
+        return len(self._jobs) > before
 
     def pop(self) -> J:
         return self._jobs.popleft()
@@ -51,9 +53,11 @@ class _PriorityQueue(Generic[J]):
     def __bool__(self) -> bool:
         return bool(self._heap)
 
-    def push(self, jobs: Iterable[J]) -> None:
+    def push(self, jobs: Iterable[J]) -> bool:
+        before = len(self._heap)
         for job in jobs:
             heapq.heappush(self._heap, (self._key(job), next(self._added), job))
+        return len(self._heap) > before
 
     def pop(self) -> J:
         return heapq.heappop(self._heap)[2]
@@ -72,20 +76,25 @@ class _Pool(Generic[J, R]):
         self.on_result = on_result
         self.deliver = deliver
         self.running = 0
+        self.idle = 0  # workers waiting for news
         self.changed = anyio.Event()
         self.failure: Exception | None = None
 
     def _notify(self) -> None:
-        self.changed.set()
-        self.changed = anyio.Event()
+        # An event per job costs as much as a row's bookkeeping: only when
+        # someone waits for one.
+        if self.idle:
+            self.changed.set()
+            self.changed = anyio.Event()
 
     async def run_one(self, job: J) -> None:
         result = await self.fetch(job)
-        # Jobs it reveals are queued before it is delivered: while a slow
-        # consumer holds up the delivery, the other workers get on with them.
-        self.queue.push(self.on_result(job, result))
-        self._notify()
+        revealed = self.queue.push(self.on_result(job, result))
         if self.deliver is not None:
+            if revealed:
+                # Before the delivery, which a slow consumer may hold up: the
+                # other workers get on with the jobs it revealed meanwhile.
+                self._notify()
             await self.deliver(job, result)
 
     async def worker(self, scope: anyio.CancelScope) -> None:
@@ -107,7 +116,11 @@ class _Pool(Generic[J, R]):
             elif self.running == 0:
                 return
             else:
-                await self.changed.wait()
+                self.idle += 1
+                try:
+                    await self.changed.wait()
+                finally:
+                    self.idle -= 1
 
 
 async def fan_out(

@@ -19,7 +19,7 @@ from urllib.parse import urlencode
 import attrs
 from anyio.streams.memory import MemoryObjectSendStream
 
-from oxystats._checks import PageFacts, WindowLedger, check_same_counts
+from oxystats._checks import MAX_PAGES_PER_WINDOW, PageFacts, WindowLedger, check_same_counts
 from oxystats._errors import RequestInfo, ResponseFormatError
 from oxystats._fanout import fan_out
 from oxystats._merge import UsageMerger
@@ -79,8 +79,9 @@ def split_instances(query: UsageQuery, *, url_budget: int) -> list[tuple[str, ..
     for uuid in query.instances:
         cost = 1 + len(urlencode([("instances[]", uuid)]))
         if fixed + cost > url_budget:
+            shown = uuid if len(uuid) <= 40 else f"{uuid[:40]}..."
             raise ValueError(
-                f"the instance id {uuid[:40]!r}... is too long for any request URL "
+                f"the instance id {shown!r} is too long for any request URL "
                 f"({cost} bytes of a {url_budget}-byte budget)"
             )
         if length + cost > url_budget:
@@ -121,6 +122,47 @@ class UsagePlan:
         """The request for ``job``."""
         query = self.query
         return usage_request(query.product, job.window, query.grouping, job.instances, job.number)
+
+
+def _whole_number(value: object, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{what} must be an int, not {type(value).__name__}")
+    return value
+
+
+def check_done(done: object, plan: UsagePlan) -> dict[tuple[int, int], int]:
+    """Pages an earlier run fetched, checked against ``plan``: no page is skipped by mistake.
+
+    Raises:
+        TypeError: Not a mapping of ``(window_index, page_number)`` to ``total_pages``.
+        ValueError: A window or page this plan does not have, or totals that disagree.
+    """
+    if done is None:
+        return {}
+    if not isinstance(done, Mapping):
+        raise TypeError(f"done must be a mapping, not {type(done).__name__}")
+    windows = len(plan.first_pages())
+    checked: dict[tuple[int, int], int] = {}
+    totals: dict[int, int] = {}
+    for key, total in done.items():
+        if not isinstance(key, tuple) or len(key) != 2:
+            raise TypeError(f"done's keys must be (window_index, page_number) pairs, not {key!r}")
+        window = _whole_number(key[0], "a window index in done")
+        page = _whole_number(key[1], "a page number in done")
+        total = _whole_number(total, "a total_pages in done")
+        if not 0 <= window < windows:
+            raise ValueError(
+                f"done names window {window}; this call has windows 0 to {windows - 1}"
+            )
+        if not 1 <= page <= total <= MAX_PAGES_PER_WINDOW:
+            raise ValueError(
+                f"done has page {page} of {total} for window {window}; a window has 1 to "
+                f"{MAX_PAGES_PER_WINDOW:,} pages, and a page is one of them"
+            )
+        if totals.setdefault(window, total) != total:
+            raise ValueError(f"done gives window {window} both {totals[window]} and {total} pages")
+        checked[(window, page)] = total
+    return checked
 
 
 def later_pages(job: PageJob, total_pages: int, done: Done) -> list[PageJob]:
@@ -234,7 +276,9 @@ class PageFetcher:
         """One page of ``plan``, checked on its own and against its window."""
         request = plan.request(job)
         document = await self._get_json(request, self.progress)
-        page, facts = parse_usage_page(document, request, plan.query.grouping, number=job.number)
+        page, facts = parse_usage_page(
+            document, request, plan.query.grouping, number=job.number, window=job.window
+        )
         fetched = FetchedPage(job.window_index, job.window, job.number, page)
         checks.accept(fetched, facts, request)
         self.progress.pages += 1

@@ -305,20 +305,27 @@ class RequestPipeline:
                     f"{error}: {message}" if message else error,
                     sanitized(exc, connection.secrets),
                 )
+            except BaseException:
+                # Cancelled (the call's deadline, or the caller), or our own bug.
+                error = "Cancelled"
+                raise
             finally:
-                connection.observers.request(
-                    RequestEvent(
-                        request=request,
-                        attempt=attempts.count,
-                        status=status,
-                        error=error,
-                        elapsed=anyio.current_time() - (timing.sent_at or timing.granted_at),
-                        limiter_wait=timing.granted_at - entered,
+                if connection.observers.wants_requests:
+                    connection.observers.request(
+                        RequestEvent(
+                            request=request,
+                            attempt=attempts.count,
+                            status=status,
+                            error=error,
+                            elapsed=anyio.current_time() - (timing.sent_at or timing.granted_at),
+                            limiter_wait=timing.granted_at - entered,
+                        )
                     )
-                )
             if lost is not None:
                 message, cause = lost
-                raise APIConnectionError(message, request, attempts=attempts.count) from cause
+                raise APIConnectionError(
+                    message, request, attempts=attempts.count, reason=error or ""
+                ) from cause
             retry_after = None
             if response.status_code == 429:
                 connection.counters.rate_limited += 1
@@ -339,12 +346,13 @@ class RequestPipeline:
     async def get_json(self, request: RequestInfo, progress: CallProgress) -> Any:
         """Send ``request`` (retrying what is worth it) and decode the JSON body.
 
+        The call it belongs to has checked the event loop (`Connection.check_event_loop`).
+
         Raises:
             APIError: The server answered with an error status, after retries.
             APIConnectionError: No complete answer came, after retries.
             ResponseFormatError: The body is not JSON (or is too large).
         """
-        self.connection.check_event_loop()
         attempts = _Attempts()
         try:
             content = await call_with_retries(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -116,8 +116,18 @@ def decode_json(content: bytes, request: RequestInfo) -> Any:
         ) from None
 
 
+def window_days(window: Window) -> tuple[date, date]:
+    """The first and last UTC days a window touches."""
+    return window.start.astimezone(UTC).date(), window.end.astimezone(UTC).date()
+
+
 def parse_usage_page(
-    document: Any, request: RequestInfo, grouping: tuple[GroupBy, ...], *, number: int
+    document: Any,
+    request: RequestInfo,
+    grouping: tuple[GroupBy, ...],
+    *,
+    number: int,
+    window: Window,
 ) -> tuple[UsagePage, PageFacts]:
     """Structure page ``number`` of a usage query and check it answers the question asked."""
     try:
@@ -130,6 +140,7 @@ def parse_usage_page(
         number=number,
         per_page=PER_PAGE,
         grouping=tuple(group.value for group in grouping),
+        days=window_days(window),
     )
     return page, facts
 

@@ -121,7 +121,18 @@ class UsageQuery:
     """The groupings, in order."""
     instances: tuple[str, ...] | None
     """The instance ids to filter by, or `None` for all."""
-    _windows: tuple[Window, ...] = attrs.field(repr=False, eq=False)
+    _windows: tuple[Window, ...] = attrs.field(init=False, repr=False, eq=False)
+
+    def __attrs_post_init__(self) -> None:
+        # Derived here, so that no query holds windows that disagree with its range.
+        try:
+            windows = tuple(split_range(self.start, self.end))
+        except OverflowError:
+            raise ValueError(
+                f"the range from {self.start} to {self.end} is too near the ends of the "
+                "calendar to be converted to UTC and split into windows"
+            ) from None
+        object.__setattr__(self, "_windows", windows)
 
     @classmethod
     def build(
@@ -156,18 +167,17 @@ class UsageQuery:
         try:
             start, end = normalize_range(date_from, date_to)
             count = window_count(start, end)
-            if count > limit:
-                raise ValueError(
-                    f"the range {start.isoformat()} to {end.isoformat()} takes {count:,} windows "
-                    f"of 31 days, more than max_windows={limit:,}; narrow it, or raise max_windows"
-                )
-            windows = tuple(split_range(start, end))
         except OverflowError:
             raise ValueError(
                 f"the range from {date_from} to {date_to} is too near the ends of the calendar "
                 "to be converted to UTC and split into windows"
             ) from None
-        return cls(checked_product, start, end, grouping, checked_instances, windows)
+        if count > limit:
+            raise ValueError(
+                f"the range {start.isoformat()} to {end.isoformat()} takes {count:,} windows "
+                f"of 31 days, more than max_windows={limit:,}; narrow it, or raise max_windows"
+            )
+        return cls(checked_product, start, end, grouping, checked_instances)
 
     def windows(self) -> list[Window]:
         """The fewest windows of at most 31 days that cover the range exactly."""

@@ -1,7 +1,8 @@
-"""Keeping the key out of the logs of the libraries oxystats drives (httpx, httpcore).
+"""Keeping the key out of the logs: oxystats' own, and those of httpx and httpcore.
 
-oxystats' own log lines never hold the key. httpx and httpcore log at DEBUG
-what they send and what fails, and an error message may quote a header.
+oxystats' own log lines are written without the key, but a message may quote
+a server, or a hook's exception. httpx and httpcore log at DEBUG what they
+send and what fails, and an error message may quote a header.
 `redact_library_logs` installs, once per logger, a filter that replaces every
 form of every key a client was made with (`oxystats._errors.secret_forms`)
 in their records, whatever handler the application has.
@@ -19,6 +20,7 @@ __all__: list[str] = []
 # httpx logs on "httpx"; httpcore on one logger per module. A filter on a
 # logger sees only the records logged on that very logger, so each is named.
 _LIBRARY_LOGGERS = (
+    "oxystats",
     "httpx",
     "httpcore",
     "httpcore.connection",

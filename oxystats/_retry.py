@@ -235,10 +235,11 @@ def _reason(exc: BaseException) -> str:
     status = _status_of(exc)
     if status is not None:
         return str(status)
-    # A transport failure wrapped in the client's own error: name what happened.
-    cause = exc.__cause__
-    if isinstance(cause, httpx.HTTPError):
-        return type(cause).__name__
+    # The client's own connection error says what failed (a ConnectError, an
+    # attempt past its timeout): that is the reason, not the wrapper's name.
+    reason = getattr(exc, "reason", None)
+    if isinstance(reason, str) and reason:
+        return reason
     return type(exc).__name__
 
 

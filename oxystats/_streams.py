@@ -1,6 +1,6 @@
 """Streams that fetch in the background while the consumer works, structured.
 
-`open_stream` runs a producer in a task group that feeds a bounded anyio
+`open_page_stream` runs a producer in a task group that feeds a bounded anyio
 memory object stream, and hands the receiving end to the body of an
 ``async with`` block: fetching goes on while the body works, memory is
 bounded by the buffer, and leaving the block cancels whatever is in flight.
@@ -23,6 +23,7 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from oxystats._models import FetchedPage, UsageRow
+from oxystats._pipeline import CallProgress
 
 __all__ = ["PageStream", "RowStream"]
 
@@ -49,9 +50,24 @@ class PageStream:
             fetched before the failure has been read.
     """
 
-    def __init__(self, receive: MemoryObjectReceiveStream[FetchedPage], outcome: _Outcome) -> None:
+    def __init__(
+        self,
+        receive: MemoryObjectReceiveStream[FetchedPage],
+        outcome: _Outcome,
+        progress: CallProgress,
+    ) -> None:
         self._receive = receive
         self._outcome = outcome
+        self._progress = progress
+
+    @property
+    def requests(self) -> int:
+        """Requests this stream's fetching has sent so far, retries included.
+
+        Unlike [`AsyncClient.stats`][oxystats.AsyncClient.stats], it counts
+        this stream's own only, whatever else the client does meanwhile.
+        """
+        return self._progress.requests
 
     def __aiter__(self) -> PageStream:
         return self
@@ -109,12 +125,16 @@ def _raise_alone(group: BaseExceptionGroup[BaseException]) -> NoReturn:
 
 @contextlib.asynccontextmanager
 async def open_page_stream(
-    produce: Callable[[MemoryObjectSendStream[FetchedPage]], Awaitable[None]], *, buffer: int
+    produce: Callable[[MemoryObjectSendStream[FetchedPage]], Awaitable[None]],
+    *,
+    buffer: int,
+    progress: CallProgress,
 ) -> AsyncIterator[PageStream]:
     """Run ``produce(send)`` in the background for the block; yield what it sends.
 
     ``produce`` sends pages and returns when done; its send stream is closed
-    for it. The body gets a `PageStream` over them.
+    for it. The body gets a `PageStream` over them, which reports the
+    requests counted in ``progress``.
     """
     send, receive = anyio.create_memory_object_stream[FetchedPage](buffer)
     outcome = _Outcome()
@@ -133,7 +153,7 @@ async def open_page_stream(
         async with anyio.create_task_group() as group, receive:
             group.start_soon(run)
             try:
-                yield PageStream(receive, outcome)
+                yield PageStream(receive, outcome, progress)
             finally:
                 # The block is done, early or not: nothing it did not read is wanted.
                 group.cancel_scope.cancel()

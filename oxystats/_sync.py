@@ -28,6 +28,7 @@ from oxystats._client import AsyncClient
 from oxystats._errors import OxystatsError
 from oxystats._models import GroupBy
 from oxystats._query import UsageQuery
+from oxystats._streams import PageStream
 from oxystats._sync_plan import (
     DEFAULT_LOOKBACK,
     DEFAULT_TABLE,
@@ -171,7 +172,8 @@ async def sync_usage(
     Raises:
         ValueError: An argument has the right type but a wrong value; or the
             table has another grouping, or a product was never synced and
-            ``since`` is `None` (raised before any write or request).
+            ``since`` is `None` (raised before any request, and before any row
+            or run is written; a new SQLite file and its lock file may be left).
         TypeError: An argument has the wrong type.
         ImportError: The ``sync`` extra (or ``postgresql``'s driver) is missing.
         SyncInProgressError: Another sync of the table is running.
@@ -226,15 +228,20 @@ async def _sync_product(
     for window in windows:
         window_days(window)  # whole days, or no request at all
     run_id = await anyio.to_thread.run_sync(store.begin_run, product, days, arguments.now)
-    sent_before = client.stats.requests
-    assembler = WindowAssembler(product, arguments.grouping)
+    stream: PageStream | None = None
+
+    def sent() -> int:
+        # This stream's own requests: the client may serve other calls meanwhile.
+        return 0 if stream is None else stream.requests
+
+    assembler = WindowAssembler(arguments.grouping)
     rows = 0
     complete: date | None = None
     try:
         async with client.stream_usage_pages(
             product, days.first, days.last, arguments.grouping
-        ) as pages:
-            async for fetched in pages:
+        ) as stream:
+            async for fetched in stream:
                 for whole in assembler.add(fetched):
                     window_complete = complete_through(whole.days, arguments.today)
                     await anyio.to_thread.run_sync(
@@ -245,12 +252,12 @@ async def _sync_product(
                             whole.days,
                             whole.rows,
                             complete_through=window_complete,
-                            requests=client.stats.requests - sent_before,
+                            requests=sent(),
                         )
                     )
                     rows += len(whole.rows)
                     complete = window_complete or complete
-                    logger.info(
+                    logger.debug(
                         "sync %s: %s %s: %d rows replaced",
                         store.table,
                         product,
@@ -265,7 +272,7 @@ async def _sync_product(
                 functools.partial(
                     store.fail_run,
                     run_id,
-                    requests=client.stats.requests - sent_before,
+                    requests=sent(),
                     error=f"{type(exc).__name__}: {exc}",
                 )
             )
@@ -275,20 +282,18 @@ async def _sync_product(
         # next sync marks the run interrupted anyway.
         with anyio.CancelScope(shield=True), contextlib.suppress(OxystatsError):
             await anyio.to_thread.run_sync(
-                functools.partial(
-                    store.interrupt_run, run_id, requests=client.stats.requests - sent_before
-                )
+                functools.partial(store.interrupt_run, run_id, requests=sent())
             )
         raise
-    sent = client.stats.requests - sent_before
-    await anyio.to_thread.run_sync(functools.partial(store.complete_run, run_id, requests=sent))
-    logger.info(
+    requests = sent()
+    await anyio.to_thread.run_sync(functools.partial(store.complete_run, run_id, requests=requests))
+    logger.debug(
         "sync %s: %s %s: complete, %d rows, %d requests",
         store.table,
         product,
         days,
         rows,
-        sent,
+        requests,
         extra={"product": product, "days": str(days)},
     )
-    return SyncRun(run_id, product, days.first, days.last, complete, sent, rows)
+    return SyncRun(run_id, product, days.first, days.last, complete, requests, rows)

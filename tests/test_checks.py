@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import date
 
 import pytest
 
@@ -17,6 +18,7 @@ from oxystats._checks import (
     expected_pages,
 )
 
+DAYS = (date(2025, 1, 1), date(2025, 1, 31))
 REQUEST = oxystats.RequestInfo("GET", "/stats/v1/usage", (("product", "HB"), ("page", "1")))
 GROUPING = ("TARGET",)
 
@@ -45,7 +47,9 @@ def fails(field: str) -> pytest.RaisesExc[oxystats.ResponseFormatError]:
 
 def test_a_right_page_passes() -> None:
     """A page that is what was asked and agrees with itself raises nothing."""
-    check_usage_page(page(rows(1, 2, 3)), REQUEST, number=1, per_page=100, grouping=GROUPING)
+    check_usage_page(
+        page(rows(1, 2, 3)), REQUEST, number=1, per_page=100, grouping=GROUPING, days=DAYS
+    )
 
 
 def test_expected_pages_is_at_least_one() -> None:
@@ -78,27 +82,41 @@ def test_row_count_must_match_the_page() -> None:
     """Too few rows on a page that is not the last, or too many on the last, are refused."""
     with fails("data"):
         check_usage_page(
-            page(rows(1, 2), total_items=150), REQUEST, number=1, per_page=100, grouping=GROUPING
+            page(rows(1, 2), total_items=150),
+            REQUEST,
+            number=1,
+            per_page=100,
+            grouping=GROUPING,
+            days=DAYS,
         )
     with fails("data"):
         check_usage_page(
-            page(rows(1, 2, 3), total_items=2), REQUEST, number=1, per_page=100, grouping=GROUPING
+            page(rows(1, 2, 3), total_items=2),
+            REQUEST,
+            number=1,
+            per_page=100,
+            grouping=GROUPING,
+            days=DAYS,
         )
 
 
 def test_negative_counts_and_duplicate_keys_are_refused() -> None:
     """A negative count, or a key twice on one page, is refused with the row named."""
     with fails("data[1].requests"):
-        check_usage_page(page(rows(5, -2)), REQUEST, number=1, per_page=100, grouping=GROUPING)
+        check_usage_page(
+            page(rows(5, -2)), REQUEST, number=1, per_page=100, grouping=GROUPING, days=DAYS
+        )
     twice = (UsageRow(("a",), 1, 1), UsageRow(("a",), 2, 2))
     with fails("data[1]"):
-        check_usage_page(page(twice), REQUEST, number=1, per_page=100, grouping=GROUPING)
+        check_usage_page(page(twice), REQUEST, number=1, per_page=100, grouping=GROUPING, days=DAYS)
 
 
 def test_grouping_must_be_the_one_asked() -> None:
     """A page grouped otherwise than asked is refused."""
     with fails("meta.grouping"):
-        check_usage_page(page(rows(1)), REQUEST, number=1, per_page=100, grouping=("DAY",))
+        check_usage_page(
+            page(rows(1)), REQUEST, number=1, per_page=100, grouping=("DAY",), days=DAYS
+        )
 
 
 def facts(page: UsagePage) -> PageFacts:
@@ -170,3 +188,14 @@ def test_a_partial_window_is_not_summed() -> None:
     ledger = WindowLedger(second.pagination, second.totals, expected_pages=1, complete=False)
     ledger.add(second, facts(second), REQUEST)
     assert ledger.finished
+
+
+@pytest.mark.parametrize("day", ["2024-12-31", "2025-02-01", "2025-1-05", "20250105", "soon"])
+def test_a_day_outside_its_window_is_refused(day: str) -> None:
+    """A DAY key that is not a YYYY-MM-DD UTC day of the window asked for is refused."""
+    data = (UsageRow(("2025-01-01", "a"), 1, 1), UsageRow((day, "b"), 2, 2))
+    dated = UsagePage(data, UsageTotals(3, 3), Pagination(1, 100, 2, 1), ("DAY", "TARGET"))
+    with fails("data[1].grouped_by[0]"):
+        check_usage_page(
+            dated, REQUEST, number=1, per_page=100, grouping=("DAY", "TARGET"), days=DAYS
+        )

@@ -105,7 +105,7 @@ def test_unreachable_api_is_not_silent_without_a_terminal() -> None:
     assert len(lines) == 3, lines
     assert " INFO oxystats: retry 1/2 in " in lines[0]
     assert " INFO oxystats: retry 2/2 in " in lines[1]
-    assert "after APIConnectionError GET /stats/v1/filters/instances?page=1" in lines[0]
+    assert "after ConnectError GET /stats/v1/filters/instances?page=1" in lines[0]
     assert lines[2].startswith("oxystats: error: cannot reach the API")
 
 

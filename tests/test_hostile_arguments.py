@@ -172,6 +172,8 @@ def test_a_synchronous_http_client_is_refused() -> None:
         Bad("url_http_remote", {"base_url": "http://api.example.com"}, ValueError, "base_url"),
         Bad("windows_zero", {"max_windows": 0}, ValueError, "max_windows"),
         Bad("insecure_flag_not_bool", {"allow_insecure_http": 1}, TypeError, "allow_insecure"),
+        Bad("backend_unknown", {"backend": "curio"}, ValueError, "backend"),
+        Bad("backend_not_a_string", {"backend": 1}, TypeError, "backend"),
     ],
     ids=lambda bad: bad.id,
 )
@@ -245,6 +247,12 @@ async def stream_with(client: oxystats.AsyncClient, buffer: Any) -> object:
         return [page async for page in pages]
 
 
+async def resume_with(client: oxystats.AsyncClient, done: Any) -> object:
+    """Stream January, resuming from ``done``."""
+    async with client.stream_usage_pages("HB", *JANUARY, ["TARGET"], done=done) as pages:
+        return [page async for page in pages]
+
+
 @attrs.frozen
 class BadCall:
     """One call with a bad argument, the exception and the name its message must give."""
@@ -314,6 +322,23 @@ BAD_CALLS = [
     BadCall("iter_naive_datetime", first_page, ValueError, "date_from"),
     BadCall("stream_buffer_zero", lambda client: stream_with(client, 0), ValueError, "buffer"),
     BadCall("stream_buffer_bool", lambda client: stream_with(client, True), TypeError, "buffer"),
+    BadCall("done_not_a_mapping", lambda client: resume_with(client, [(0, 1)]), TypeError, "done"),
+    BadCall("done_zero_pages", lambda client: resume_with(client, {(0, 1): 0}), ValueError, "done"),
+    BadCall(
+        "done_no_such_window", lambda client: resume_with(client, {(9, 1): 3}), ValueError, "done"
+    ),
+    BadCall(
+        "done_page_past_total", lambda client: resume_with(client, {(0, 4): 3}), ValueError, "done"
+    ),
+    BadCall(
+        "done_total_text", lambda client: resume_with(client, {(0, 1): "3"}), TypeError, "done"
+    ),
+    BadCall(
+        "done_totals_disagree",
+        lambda client: resume_with(client, {(0, 1): 3, (0, 2): 4}),
+        ValueError,
+        "done",
+    ),
 ]
 
 

@@ -1,9 +1,10 @@
-"""The ``oxystats`` command: ``demo``, ``instances``, ``usage``, ``exporter`` and ``emulator``.
+"""The ``oxystats`` command: demo, instances, usage, sync, exporter and emulator.
 
 Thin: it parses arguments, then hands over to the public `oxystats` API (and
 the emulator's, for ``demo`` and ``emulator``), with output writers, a
 progress bar, checkpoints, log lines and a Prometheus exporter of its own.
-Needs the ``cli`` extra (click and rich); ``exporter`` the ``prometheus`` one too.
+Needs the ``cli`` extra (click, rich and SQLAlchemy); ``exporter`` the ``prometheus``
+one too, and ``sync`` into PostgreSQL the ``postgresql`` one.
 
 Expected failures print one line, ``oxystats: error: ...``, on stderr and exit
 with 2 (bad arguments) or 1 (the API or the network failed); ``--debug``

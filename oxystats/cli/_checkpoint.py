@@ -93,7 +93,8 @@ class Checkpoint:
         self.arguments = arguments
         self._fingerprint = fingerprint(arguments)
         try:
-            self._db = sqlite3.connect(self.path, isolation_level=None)
+            # Written from a worker thread, one page at a time (never two at once).
+            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         except sqlite3.Error as exc:
             raise CheckpointMismatchError(f"cannot open checkpoint {self.path}: {exc}") from exc
         try:

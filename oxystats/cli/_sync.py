@@ -11,6 +11,7 @@ import click
 from oxystats import SyncInProgressError, SyncResult, sync_usage
 from oxystats.cli._dates import DATE
 from oxystats.cli._group import error_line
+from oxystats.cli._logging import command_logging, say
 from oxystats.cli._options import GROUP_BY, ClientSettings, client_options
 
 __all__ = ["IN_PROGRESS_EXIT", "sync"]
@@ -34,11 +35,11 @@ def _summary(result: SyncResult, seconds: float) -> list[str]:
     for run in result.runs:
         complete = run.complete_through.isoformat() if run.complete_through else "none yet"
         lines.append(
-            f"oxystats: {run.product}: replaced {run.first_day}..{run.last_day} "
+            f"{run.product}: replaced {run.first_day}..{run.last_day} "
             f"({run.rows:,} rows, {run.requests} request(s)); complete through {complete}"
         )
     lines.append(
-        f"oxystats: synced table {result.table} in {result.database} "
+        f"synced table {result.table} in {result.database} "
         f"as of {result.as_of.isoformat().replace('+00:00', 'Z')} in {seconds:.1f} s"
     )
     return lines
@@ -128,11 +129,14 @@ def sync(
                 now=_as_instant(now),
             )
 
-    try:
-        result = anyio.run(run, backend=settings.backend)
-    except SyncInProgressError as exc:
-        error_line(str(exc))
-        raise click.exceptions.Exit(IN_PROGRESS_EXIT) from None
-    if not settings.quiet:
-        for line in _summary(result, time.monotonic() - started):
-            click.echo(line, err=True)
+    # Retries and pauses are not silent under cron; -v, -vv and --log-format
+    # json apply as to every command.
+    with command_logging(quiet=settings.quiet, progress_bar=False):
+        try:
+            result = anyio.run(run, backend=settings.backend)
+        except SyncInProgressError as exc:
+            error_line(str(exc))
+            raise click.exceptions.Exit(IN_PROGRESS_EXIT) from None
+        if not settings.quiet:
+            for line in _summary(result, time.monotonic() - started):
+                say("info", line)

@@ -336,7 +336,9 @@ class UsageRun:
                     done=done,
                 ) as pages:
                     async for fetched in pages:
-                        add(fetched)
+                        # In a thread: a checkpoint waiting on its lock, or a full
+                        # pipe, must not freeze the event loop and its timeouts.
+                        await anyio.to_thread.run_sync(add, fetched)
                         progress.page(fetched)
             stats = client.stats
         return stats.requests, stats.retries, stats.rate_limited

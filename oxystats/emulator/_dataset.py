@@ -284,23 +284,6 @@ class SyntheticUsage:
             return lambda day, index, target: (pick((day, targets[target], uuids[index])),)
         return lambda day, index, target: pick((day, targets[target], uuids[index]))
 
-    def ground_truth(
-        self,
-        product: str,
-        date_from: datetime,
-        date_to: datetime,
-        grouping: Sequence[str],
-        instances: frozenset[int] | None,
-    ) -> GroundTruth:
-        """The exact answer for an inclusive range of aware datetimes."""
-        low, high = epoch_bounds(date_from, date_to)
-        rows, requests, size = self.aggregate(product, low, high, grouping, instances)
-        return GroundTruth(
-            grouping=tuple(grouping),
-            rows={key: (r, b) for key, r, b in rows},
-            totals=(requests, size),
-        )
-
 
 _SHARED: dict[Dataset, SyntheticUsage] = {}
 _SHARED_LOCK = threading.Lock()

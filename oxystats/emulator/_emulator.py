@@ -342,13 +342,9 @@ class Emulator:
         return low, high
 
     def _cache_key(self, query: UsageQuery) -> _CacheKey:
-        # `_visible_bounds` inlined: this runs on every usage request. The key
-        # holds the bounds cut to the clock, so a cached result is shared only
-        # by queries that see exactly the same usage, under whatever "now".
-        low, high = epoch_bounds(query.date_from, query.date_to)
-        clock = self._clock
-        if clock is not None and clock.last_second < high:
-            high = clock.last_second
+        # The key holds the bounds cut to the clock, so a cached result is shared
+        # only by queries that see exactly the same usage, under whatever "now".
+        low, high = self._visible_bounds(query.date_from, query.date_to)
         return (query.product, low, high, query.grouping, query.instances)
 
     @staticmethod
