@@ -226,7 +226,11 @@ class SharedLimits:
                 safe_url(self.url),
                 type(error).__name__,
                 self.name,
-                extra={"redis_url": safe_url(self.url), "account": self.name},
+                extra={
+                    "redis_url": safe_url(self.url),
+                    "account": self.name,
+                    "shared_limits": "unreachable",
+                },
             )
         elif now >= self._retry_at:
             # A try after the wait failed: wait longer. (Calls that were already
@@ -244,7 +248,11 @@ class SharedLimits:
                 safe_url(self.url),
                 time.monotonic() - self.down_since,
                 self.name,
-                extra={"redis_url": safe_url(self.url), "account": self.name},
+                extra={
+                    "redis_url": safe_url(self.url),
+                    "account": self.name,
+                    "shared_limits": "back",
+                },
             )
             self.down_since = None
 
