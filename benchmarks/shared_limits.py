@@ -79,6 +79,7 @@ MAX_RATIO_JITTER = 1.08
 MAX_RATIO_CLEAN = 1.03
 MIN_SHARED_RATE = 0.95
 MAX_429_PER_100_JITTER = 1.0
+MAX_REDIS_SLOWDOWN = 0.01
 
 
 # --- processes -------------------------------------------------------------------------------
@@ -302,6 +303,7 @@ def one_process(quick: bool) -> list[Check]:
     last = date(2025, 2, 28) if quick else date(2025, 12, 31)
     checks: list[Check] = []
     cpu: dict[str, float] = {}
+    ratios: dict[str, float] = {}
     with redis_server() as redis:
         for jitter in (0.0, JITTER):
             with emulator(keys=[KEY], key_rate=10, account_rate=100, jitter=jitter) as url:
@@ -343,7 +345,14 @@ def one_process(quick: bool) -> list[Check]:
                         flush=True,
                     )
                     target_429 = MAX_429_JITTER if jitter else 0
-                    target_ratio = MAX_RATIO_JITTER if jitter else MAX_RATIO_CLEAN
+                    if label == "redis":
+                        # Not a figure of the issue: Redis must not slow one process down.
+                        target_ratio = ratios["private"] + MAX_REDIS_SLOWDOWN
+                        own = f"own target: the private Account's + {MAX_REDIS_SLOWDOWN}"
+                    else:
+                        target_ratio = MAX_RATIO_JITTER if jitter else MAX_RATIO_CLEAN
+                        own = "target"
+                        ratios[label] = ratio
                     checks += [
                         (
                             refused <= target_429,
@@ -351,7 +360,7 @@ def one_process(quick: bool) -> list[Check]:
                         ),
                         (
                             ratio <= target_ratio,
-                            f"{name}: wall/bound {ratio:.3f} (target <= {target_ratio})",
+                            f"{name}: wall/bound {ratio:.3f} ({own}: <= {target_ratio:.3f})",
                         ),
                         (figures["correct"], f"{name}: result equals ground truth"),
                     ]
