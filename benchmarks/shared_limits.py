@@ -24,6 +24,8 @@ PASS/FAIL line:
 3. **2 processes sharing one key** (10/s): 429s and the aggregate rate.
 4. **A process SIGKILLed while holding in-flight places** (lease 2 s): how
    long until another process holds every place again, against the lease.
+5. **``oxystats demo``** (a year, its in-process emulator), ten times: the
+   429s of each run.
 
 The worker processes are this module again (``worker`` and ``holder``), and
 so is the emulator with custom limits (``emulator``).
@@ -38,6 +40,7 @@ import functools
 import gc
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -502,6 +505,28 @@ def killed_holder() -> Check:
     )
 
 
+def demo_runs(runs: int) -> Check:
+    """Figure 5: ``oxystats demo`` (its in-process emulator, a year) provokes no 429 in any run."""
+    refused: list[int] = []
+    for _ in range(runs):
+        done = subprocess.run(
+            [sys.executable, "-m", "oxystats", "demo", "-q"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=True,
+        )
+        found = re.search(r"429s: (\d+) from the server", done.stdout)
+        assert found is not None, done.stdout
+        refused.append(int(found[1]))
+    clean = sum(count == 0 for count in refused)
+    print(f"{'oxystats demo, ' + str(runs) + ' runs':<38} 429s per run: {refused}")
+    return (
+        clean == runs,
+        f"oxystats demo: 0 x 429 in {clean} runs out of {runs} (target: all)",
+    )
+
+
 def main() -> int:
     """Measure every figure once; print them and the verdicts."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
@@ -592,6 +617,7 @@ def main() -> int:
         )
     )
     checks.append(killed_holder())
+    checks.append(demo_runs(3 if quick else 10))
     print(f"\nshared_limits: load average at the end {os.getloadavg()[0]:.2f}\n")
     for ok, text in checks:
         print(f"{'PASS' if ok else 'FAIL'}: {text}")
