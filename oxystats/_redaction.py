@@ -59,6 +59,10 @@ class _RedactingFilter(logging.Filter):
         return True
 
 
+_SHORTEST_SECRET = 8
+"""Shorter keys are not looked for in log records: no real key is that short, and
+redacting, say, "k" from every record of the process would garble them all."""
+
 _FILTER = _RedactingFilter()
 _INSTALLED = threading.Lock()
 _installed = False
@@ -67,7 +71,7 @@ _installed = False
 def redact_library_logs(secrets: tuple[str, ...]) -> None:
     """Keep ``secrets`` out of every record of the httpx and httpcore loggers."""
     global _installed
-    _FILTER.add(secrets)
+    _FILTER.add(tuple(secret for secret in secrets if len(secret) >= _SHORTEST_SECRET))
     with _INSTALLED:
         if _installed:
             return

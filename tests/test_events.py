@@ -41,7 +41,7 @@ async def test_every_attempt_retry_and_pause_reaches_the_hooks(
         DEFAULT_KEY, base_url=oxystats_emulator.url, key_limit=FAST, event_hooks=[events.append]
     ) as client:
         fast_backoff(client)
-        await client.usage("HB", date(2024, 1, 1), date(2024, 6, 30), ["DAY", "TARGET"])
+        await client.usage("HB", date(2024, 1, 1), date(2024, 2, 29), ["DAY", "TARGET"])
         stats = client.stats
     requests = [e for e in events if isinstance(e, oxystats.RequestEvent)]
     retries = [e for e in events if isinstance(e, oxystats.RetryEvent)]

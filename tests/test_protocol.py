@@ -95,6 +95,6 @@ def test_grouping_must_answer_the_question() -> None:
     }
     request = usage_request("HB", WINDOW, (GroupBy.DAY,), None, 1)
     with pytest.raises(oxystats.ResponseFormatError, match=r"meta\.grouping"):
-        parse_usage_page(document, request, (GroupBy.DAY,), number=1)
-    page, _ = parse_usage_page(document, request, (GroupBy.TARGET,), number=1)
+        parse_usage_page(document, request, (GroupBy.DAY,), number=1, window=WINDOW)
+    page, _ = parse_usage_page(document, request, (GroupBy.TARGET,), number=1, window=WINDOW)
     assert page.data == ()
