@@ -88,7 +88,19 @@ def configure_logging_from_env() -> None:
 
 
 class _EnvHandler(logging.StreamHandler[TextIO]):
-    """The stderr handler ``$OXYSTATS_LOG`` adds (told apart from the application's own)."""
+    """The stderr handler ``$OXYSTATS_LOG`` adds (told apart from the application's own).
+
+    Records also reach the root logger's handlers; when the application set one
+    up (``logging.basicConfig``, before or after the client was made) that
+    would print a record, this handler stays quiet so the line appears once.
+    """
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if logger.propagate and any(
+            record.levelno >= handler.level for handler in logging.getLogger().handlers
+        ):
+            return
+        super().emit(record)
 
 
 def _milliseconds(seconds: float) -> float:

@@ -69,7 +69,8 @@ FASTEST_SLACK = 0.005
 (When the server's own time varies more than the path's, the fastest answer
 is the one the server was quickest on, not one that met no delay on the way
 in; the requests answered before there were enough answers to trust keep
-their whole margin, which covers the cold start, when this is worst.)"""
+their whole margin, cut only to their own round trip, which covers the cold
+start, when this is worst.)"""
 
 TRUSTED_AFTER = 8
 """Answers needed before the fastest of them is taken as the path's undelayed round trip."""

@@ -278,7 +278,7 @@ class Scheduler:
         """A granted request went out at ``sent``: count it from there, in both logs."""
         self._move(key, start, sent, self.margin.value(sent))
 
-    def answered(self, key: KeyQueue, start: Start, sent: float, answered: float) -> float | None:
+    def answered(self, key: KeyQueue, start: Start, sent: float, answered: float) -> float:
         """Its answer came at ``answered``: its round trip bounds how late it arrived.
 
         The request's margin shrinks to how much slower than the fastest lately
@@ -286,19 +286,22 @@ class Scheduler:
         new fastest round trip shows that the earlier ones were slow after all,
         the requests answered lately get their margins back accordingly. The
         requests answered before there were enough answers to trust keep their
-        whole margin: a cold start (connections, caches) is when the fastest
-        answer is least likely to be one that met no delay.
+        whole margin, but never more than their own round trip (a request
+        cannot have arrived after its answer came): a cold start (connections,
+        caches) is when the fastest answer is least likely to be one that met
+        no delay.
 
         Returns:
-            The margin the request is now counted with (before the gates' caps),
-            or `None` while round trips are not trusted yet.
+            The margin the request is now counted with (before the gates' caps).
         """
         margin = self.margin
         round_trip = answered - sent
         fastest = margin.fastest
         margin.observe(round_trip)
         if margin.excess(round_trip) is None:
-            return None
+            untrusted = min(round_trip, margin.value(answered))
+            self._move(key, start, sent, untrusted)
+            return untrusted
         self._answered.append((key, start, sent, round_trip))
         value = margin.value(answered)
         # Normally only this answer moves; after a new fastest, every recent one.

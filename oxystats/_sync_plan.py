@@ -50,16 +50,6 @@ class DayRange:
         """How many days the range holds."""
         return (self.last - self.first).days + 1
 
-    @property
-    def start(self) -> datetime:
-        """The first second of the range, 00:00:00 UTC of `first`."""
-        return datetime.combine(self.first, time.min, UTC)
-
-    @property
-    def end(self) -> datetime:
-        """The last second of the range, 23:59:59 UTC of `last`."""
-        return datetime.combine(self.last, _LAST_SECOND, UTC)
-
     def __str__(self) -> str:
         return f"{self.first.isoformat()}..{self.last.isoformat()}"
 

@@ -14,6 +14,7 @@ import sys
 import termios
 import threading
 
+import pytest
 from cli_helpers import ENV, invoke, run_process, screen_lines, usage_args
 
 from oxystats.emulator import Emulator, EmulatorConfig, Faults, RunningEmulator
@@ -130,8 +131,9 @@ def test_oxystats_log_is_honoured_once(oxystats_emulator: RunningEmulator) -> No
     assert len(requests) == oxystats_emulator.emulator.counters.total == 2
 
 
-def test_a_long_run_says_its_plan_when_it_starts() -> None:
-    """Without a terminal, a run of 133 windows says so at once (its end too, interrupted here)."""
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_a_long_run_says_its_plan_when_it_starts(log_format: str) -> None:
+    """Without a terminal, a run of 130 windows says so at once (its end too, interrupted here)."""
     with emulator_server() as running:
         process = subprocess.Popen(
             [
@@ -139,7 +141,7 @@ def test_a_long_run_says_its_plan_when_it_starts() -> None:
                 "-m",
                 "oxystats",
                 *["usage", "--product", "HB", "--from", "2015-01-01", "--to", "2025-12-31"],
-                *["--format", "csv", "--base-url", running.url],
+                *["--format", "csv", "--base-url", running.url, "--log-format", log_format],
             ],
             env={**os.environ, **ENV},
             stdout=subprocess.DEVNULL,
@@ -158,10 +160,19 @@ def test_a_long_run_says_its_plan_when_it_starts() -> None:
             if process.poll() is None:
                 process.kill()
                 process.wait()
-    assert " INFO oxystats.cli: HB usage 2015-01-01 00:00:00 .. 2025-12-31 23:59:59 UTC: " in first
-    assert "130 windows, so at least 130 requests and 12.0 s at 10/s, burst 10" in first
     assert process.returncode == 130
-    assert rest.splitlines()[-1] == "oxystats: interrupted"
+    plan = "130 windows, so at least 130 requests and 12.0 s at 10/s, burst 10"
+    if log_format == "text":
+        span = "HB usage 2015-01-01 00:00:00 .. 2025-12-31 23:59:59 UTC: "
+        assert f" INFO oxystats.cli: {span}" in first
+        assert plan in first
+        assert rest.splitlines()[-1] == "oxystats: interrupted"
+    else:
+        lines = [json.loads(line) for line in [first, *rest.splitlines()]]
+        assert lines[0]["level"] == "info"
+        assert plan in lines[0]["message"]
+        assert lines[-1]["message"] == "interrupted"
+        assert lines[-1]["level"] == "warning"
 
 
 def test_v_on_a_terminal_prints_lines_above_the_bar(oxystats_emulator: RunningEmulator) -> None:

@@ -132,6 +132,39 @@ def test_oxystats_log_turns_logging_on_without_code(oxystats_emulator: RunningEm
     assert "-> 200 in" in done.stderr
 
 
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_oxystats_log_with_a_root_handler_prints_each_line_once(
+    oxystats_emulator: RunningEmulator, when: str
+) -> None:
+    """OXYSTATS_LOG=debug and logging.basicConfig, before or after the client: each line once."""
+    setup = 'logging.basicConfig(format="ROOT %(levelname)s %(message)s")'
+    script = textwrap.dedent(
+        f"""
+        import logging, anyio, oxystats
+        from datetime import date
+
+        async def main():
+            if "{when}" == "before":
+                {setup}
+            url = "{oxystats_emulator.url}"
+            async with oxystats.AsyncClient("{DEFAULT_KEY}", base_url=url) as c:
+                if "{when}" == "after":
+                    {setup}
+                await c.usage("HB", date(2024, 1, 1), date(2024, 1, 2), ["DAY"])
+
+        anyio.run(main)
+        """
+    )
+    env = {**os.environ, "OXYSTATS_LOG": "debug"}
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    lines = [line for line in done.stderr.splitlines() if "GET /stats/v1/usage" in line]
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("ROOT DEBUG GET /stats/v1/usage?product=HB")
+
+
 @pytest.mark.anyio
 async def test_user_agent_names_the_client(oxystats_emulator: RunningEmulator) -> None:
     """Every request says oxystats/<version> python/<version>, on an owned or injected pool."""

@@ -120,6 +120,23 @@ def test_an_answer_moves_the_start_to_sent_plus_its_excess() -> None:
     assert second.wake_at == pytest.approx(1.001 + slack)
 
 
+def test_before_trust_an_answer_keeps_its_margin_up_to_its_round_trip() -> None:
+    """Before trust, a margin is cut to its round trip: no request arrives after its answer."""
+    scheduler = Scheduler(ROOMY, SafetyMargin(initial=0.05))
+    key = KeyQueue(Limit(1.0, 5, 10))
+    waiters = [Waiter(scheduler.next_ticket()) for _ in range(2)]
+    for waiter in waiters:
+        scheduler.enqueue(key, waiter)
+    scheduler.dispatch(now=0.0)
+    quick, slow = (waiter.start for waiter in waiters)
+    assert quick is not None
+    assert slow is not None
+    assert scheduler.answered(key, quick, sent=0.0, answered=0.020) == pytest.approx(0.020)
+    assert quick.key == pytest.approx(0.020)
+    assert scheduler.answered(key, slow, sent=0.0, answered=0.200) == pytest.approx(0.05)
+    assert slow.key == pytest.approx(0.05), "never more than the margin"
+
+
 def test_a_new_fastest_round_trip_gives_earlier_answers_their_margin_back() -> None:
     """If a faster answer shows the first ones were slow, their starts move later again."""
     scheduler = Scheduler(ROOMY, trusted(SafetyMargin(initial=0.05), fastest=0.030))

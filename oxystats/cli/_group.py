@@ -90,7 +90,7 @@ class OxystatsGroup(click.Group):
         except (KeyboardInterrupt, BaseExceptionGroup) as exc:
             if not is_interrupt(exc):
                 raise
-            click.echo("oxystats: interrupted", err=True)
+            say("warning", "interrupted", tagged=False)
             raise click.exceptions.Exit(130) from None
         except click.UsageError as exc:
             if _DEBUG["on"]:

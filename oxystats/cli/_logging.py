@@ -188,8 +188,12 @@ def command_logging(*, quiet: bool, progress_bar: bool) -> Iterator[None]:
         _LIBRARY.propagate = saved[2]
 
 
-def say(level: str, message: str) -> None:
-    """One line of the command's own on stderr: ``oxystats: error: ...``, or its JSON object."""
+def say(level: str, message: str, *, tagged: bool = True) -> None:
+    """One line of the command's own on stderr: ``oxystats: error: ...``, or its JSON object.
+
+    ``tagged=False`` leaves the level out of the text line (``oxystats:
+    interrupted``); the JSON object always has it.
+    """
     text = " ".join(message.split())
     if json_logs():
         entry = {
@@ -200,4 +204,4 @@ def say(level: str, message: str) -> None:
         }
         click.echo(json.dumps(entry, ensure_ascii=False), err=True)
     else:
-        click.echo(f"oxystats: {level}: {text}", err=True)
+        click.echo(f"oxystats: {level}: {text}" if tagged else f"oxystats: {text}", err=True)

@@ -34,7 +34,7 @@ from oxystats.cli._dates import DATE
 from oxystats.cli._destination import Destination, refuse_checkpoint_as_output
 from oxystats.cli._fingerprint import open_checkpoint
 from oxystats.cli._group import is_interrupt
-from oxystats.cli._logging import cli_logger, command_logging, json_logs
+from oxystats.cli._logging import cli_logger, command_logging, json_logs, say
 from oxystats.cli._options import (
     GROUP_BY,
     ClientSettings,
@@ -257,10 +257,11 @@ class UsageRun:
             except (KeyboardInterrupt, BaseExceptionGroup) as exc:
                 if not is_interrupt(exc):
                     raise
-                click.echo(
-                    f"oxystats: interrupted; {len(store.done())} page(s) saved in {store.path}: "
+                say(
+                    "warning",
+                    f"interrupted; {len(store.done())} page(s) saved in {store.path}: "
                     "run the same command again to resume",
-                    err=True,
+                    tagged=False,
                 )
                 raise click.exceptions.Exit(130) from None
 
