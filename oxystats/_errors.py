@@ -353,17 +353,10 @@ def error_for_status(
     retry_after: float | None = None,
 ) -> APIError:
     """Build the exception that documents ``status_code``."""
-    if status_code == 429:
-        return RateLimitError(
-            status_code,
-            request,
-            body,
-            timestamp=timestamp,
-            attempts=attempts,
-            retry_after=retry_after,
-        )
-    if status_code >= 500:
-        return ServerError(
+    if status_code == 429 or status_code >= 500:
+        # The two errors a server may ask to retry later (Retry-After).
+        retried = RateLimitError if status_code == 429 else ServerError
+        return retried(
             status_code,
             request,
             body,

@@ -63,11 +63,16 @@ def normalize_range(date_from: object, date_to: object) -> tuple[datetime, datet
     return start, end
 
 
+def _count(first: datetime, last: datetime, span: timedelta) -> int:
+    """How many windows of ``span`` (each ending a second before the next) cover the range."""
+    return math.ceil((last - first + _SECOND) / (span + _SECOND))
+
+
 def _even_windows(
     first: datetime, last: datetime, span: timedelta
 ) -> list[tuple[datetime, datetime]]:
     step = span + _SECOND
-    count = math.ceil((last - first + _SECOND) / step)
+    count = _count(first, last, span)
     return [
         (first + index * step, min(first + index * step + span, last)) for index in range(count)
     ]
@@ -75,8 +80,7 @@ def _even_windows(
 
 def window_count(start: datetime, end: datetime, *, max_span: timedelta = MAX_SPAN) -> int:
     """How many windows `split_range` makes of ``[start, end]``, without making them."""
-    span = end.astimezone(UTC) - start.astimezone(UTC) + _SECOND
-    return max(1, math.ceil(span / (max_span + _SECOND)))
+    return max(1, _count(start.astimezone(UTC), end.astimezone(UTC), max_span))
 
 
 def split_range(start: datetime, end: datetime, *, max_span: timedelta = MAX_SPAN) -> list[Window]:
