@@ -314,12 +314,7 @@ class AsyncClient:
             assert deadline is not None  # an infinite deadline cancels nothing
             raise DeadlineExceeded(deadline, requests=progress.requests, pages=progress.pages)
 
-    def _plan(self, query: UsageQuery) -> UsagePlan:
-        """The pages of ``query``, its instance filter split so that every URL fits."""
-        budget = MAX_QUERY_URL_BYTES - len(self._base_url)
-        return UsagePlan(query, split_instances(query, url_budget=budget))
-
-    def _build_query(
+    def _plan(
         self,
         product: ProductLike,
         date_from: DateLike,
@@ -327,10 +322,12 @@ class AsyncClient:
         group_by: Grouping,
         instances: InstanceIds,
     ) -> UsagePlan:
+        """The pages of a checked query, its instance filter split so that every URL fits."""
         query = UsageQuery.build(
             product, date_from, date_to, group_by, instances, max_windows=self._max_windows
         )
-        return self._plan(query)
+        budget = MAX_QUERY_URL_BYTES - len(self._base_url)
+        return UsagePlan(query, split_instances(query, url_budget=budget))
 
     # -- instances -------------------------------------------------------------
 
@@ -412,7 +409,7 @@ class AsyncClient:
             OxystatsError: The API or the network failed, a page was wrong, or
                 the deadline passed; see the subclasses.
         """
-        plan = self._build_query(product, date_from, date_to, group_by, instances)
+        plan = self._plan(product, date_from, date_to, group_by, instances)
         merger = UsageMerger(plan.query.grouping)
         call = self._start_call()
         with self._bounded(call):
@@ -466,7 +463,7 @@ class AsyncClient:
             TypeError: An argument has the wrong type (at the call).
             OxystatsError: From the stream, when fetching failed; see the subclasses.
         """
-        plan = self._build_query(product, date_from, date_to, group_by, instances)
+        plan = self._plan(product, date_from, date_to, group_by, instances)
         done = check_done(done, plan)
         buffer = self._check_buffer(buffer)
 
@@ -570,7 +567,7 @@ class AsyncClient:
         Yields:
             Each page with its window and number.
         """
-        plan = self._build_query(product, date_from, date_to, group_by, instances)
+        plan = self._plan(product, date_from, date_to, group_by, instances)
         done = check_done(done, plan)
         call = self._start_call()
         with self._bounded(call):

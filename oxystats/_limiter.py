@@ -447,11 +447,14 @@ class RequestLimiter:
                 elif me.asked:
                     await self._forget(shared, gates, me.ticket)
             raise
-        wait = granted[0] - me.entered
+        self._count_wait(granted[0] - me.entered)
+        return granted
+
+    def _count_wait(self, wait: float) -> None:
+        """A waiter was granted after ``wait`` seconds: count it in `stats`."""
         self._requests += 1
         self._waited += wait
         self._max_wait = max(self._max_wait, wait)
-        return granted
 
     async def _forget(self, shared: SharedLimits, gates: Gates, ticket: str) -> None:
         """Drop a waiter's ticket from Redis' queue (it lapses by itself if Redis is away)."""
@@ -520,10 +523,7 @@ class RequestLimiter:
             # Whatever it was blocking (the head of the queue, or capacity) moves on.
             self._dispatch()
             raise
-        wait = waiter.granted_at - entered
-        self._requests += 1
-        self._waited += wait
-        self._max_wait = max(self._max_wait, wait)
+        self._count_wait(waiter.granted_at - entered)
         assert waiter.start is not None
         return waiter.granted_at, waiter.start
 

@@ -141,7 +141,7 @@ def check_done(done: object, plan: UsagePlan) -> dict[tuple[int, int], int]:
         return {}
     if not isinstance(done, Mapping):
         raise TypeError(f"done must be a mapping, not {type(done).__name__}")
-    windows = len(plan.first_pages())
+    windows = len(plan.parts) * len(plan.windows)  # numbered across parts, as first_pages() does
     checked: dict[tuple[int, int], int] = {}
     totals: dict[int, int] = {}
     for key, total in done.items():

@@ -44,6 +44,14 @@ class OutputError(ValueError):
     """``--output`` names a place the command will not write to: a usage error (exit 2)."""
 
 
+def isatty(stream: IO[Any]) -> bool:
+    """Whether ``stream`` is a terminal (and not closed or a fake)."""
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
 @attrs.frozen
 class Destination:
     """A checked ``--output``: standard output, or a file to write atomically.

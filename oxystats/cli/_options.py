@@ -9,7 +9,7 @@ import sys
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import attrs
 import click
@@ -23,6 +23,7 @@ from oxystats import (
     Limit,
     UnknownInstanceWarning,
 )
+from oxystats.cli._destination import isatty
 from oxystats.cli._group import API_KEY_ENV, F, debug_option
 from oxystats.cli._logging import log_options, say
 from oxystats.cli._output import format_for
@@ -255,14 +256,6 @@ def warnings_as_lines() -> Iterator[None]:
         warnings.simplefilter("always", UnknownInstanceWarning)
         warnings.showwarning = show
         yield
-
-
-def isatty(stream: IO[Any]) -> bool:
-    """Whether ``stream`` is a terminal (and not closed or a fake)."""
-    try:
-        return stream.isatty()
-    except (AttributeError, ValueError):
-        return False
 
 
 def pick_format(fmt: str | None, output: str | None) -> str:

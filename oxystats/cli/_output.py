@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import IO, Any, Protocol
 
 from oxystats import GroupBy, UsageRow, usage_arrow_schema
-from oxystats.cli._destination import STDOUT, Destination
+from oxystats.cli._destination import STDOUT, Destination, isatty
 
 __all__ = [
     "FORMATS",
@@ -173,10 +173,7 @@ class TableWriter:
             )
         for record in self._records:
             table.add_row(*(_cell(value) for value in record))
-        try:
-            terminal = self._stream.isatty()
-        except (AttributeError, ValueError):
-            terminal = False
+        terminal = isatty(self._stream)
         # A file or a pipe has no width: never squash columns for one.
         Console(file=self._stream, width=None if terminal else 10_000).print(table)
 

@@ -25,6 +25,7 @@ from types import TracebackType
 from typing import IO, Any, Self
 
 from oxystats import ClientStats, FetchedPage
+from oxystats.cli._destination import isatty
 
 __all__ = ["PageProgress", "progress_enabled"]
 
@@ -35,12 +36,7 @@ DESCRIPTION_WIDTH = 12
 def progress_enabled(quiet: bool, stream: IO[str] | None = None) -> bool:
     """Whether to draw: not ``quiet``, and the stream (stderr) is a terminal."""
     stream = sys.stderr if stream is None else stream
-    if quiet:
-        return False
-    try:
-        return stream.isatty()
-    except (AttributeError, ValueError):
-        return False
+    return not quiet and isatty(stream)
 
 
 class PageProgress:
