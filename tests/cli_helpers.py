@@ -6,11 +6,15 @@ Every run talks to the emulator over real HTTP on 127.0.0.1.
 from __future__ import annotations
 
 import csv
+import fcntl
 import io
 import os
+import pty
 import re
+import struct
 import subprocess
 import sys
+import termios
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -54,6 +58,45 @@ def run_process(
         timeout=timeout,
         check=False,
     )
+
+
+def run_on_terminal(
+    *args: str, columns: int = 80
+) -> tuple[subprocess.CompletedProcess[bytes], list[str]]:
+    """Run ``python -m oxystats ARGS`` with stderr on a pseudo-terminal ``columns`` wide.
+
+    Returns the finished process (stdout captured) and what the terminal shows
+    of its stderr, line by line (see `screen_lines`).
+    """
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
+    env = {key: value for key, value in os.environ.items() if key not in ("COLUMNS", "LINES")}
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "oxystats", *args],
+            env={**env, **ENV},
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=follower,
+            timeout=60,
+            check=False,
+        )
+        os.close(follower)
+        follower = -1
+        drawn = b""
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            drawn += chunk
+    finally:
+        os.close(leader)
+        if follower >= 0:
+            os.close(follower)
+    return done, screen_lines(drawn.decode())
 
 
 def truth(

@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
 import os
-import pty
 import signal
-import struct
 import subprocess
 import sys
-import termios
 import threading
 
 import pytest
-from cli_helpers import ENV, invoke, run_process, screen_lines, usage_args
+from cli_helpers import ENV, invoke, run_on_terminal, run_process, usage_args
 
 from oxystats.emulator import Emulator, EmulatorConfig, Faults, RunningEmulator
 from oxystats.testing import emulator_server
@@ -178,37 +174,9 @@ def test_a_long_run_says_its_plan_when_it_starts(log_format: str) -> None:
 def test_v_on_a_terminal_prints_lines_above_the_bar(oxystats_emulator: RunningEmulator) -> None:
     """On a real 80-column terminal, -v's retry lines come whole, above the bar, never in it."""
     oxystats_emulator.emulator.faults = Faults(seed=1, spurious_429=0.5, retry_after=0)
-    leader, follower = pty.openpty()
-    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
-    env = {key: value for key, value in os.environ.items() if key not in ("COLUMNS", "LINES")}
     args = usage_args("--base-url", oxystats_emulator.url, "--format", "csv", "-v")
-    try:
-        done = subprocess.run(
-            [sys.executable, "-m", "oxystats", *args, "--max-retries", "9"],
-            env={**env, **ENV},
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=follower,
-            timeout=60,
-            check=False,
-        )
-        os.close(follower)
-        follower = -1
-        drawn = b""
-        while True:
-            try:
-                chunk = os.read(leader, 65536)
-            except OSError:
-                break
-            if not chunk:
-                break
-            drawn += chunk
-    finally:
-        os.close(leader)
-        if follower >= 0:
-            os.close(follower)
+    done, lines = run_on_terminal(*args, "--max-retries", "9")
     assert done.returncode == 0
-    lines = screen_lines(drawn.decode())
     retries = [line for line in lines if " INFO oxystats: retry " in line]
     assert len(retries) == oxystats_emulator.emulator.counters.by_status[429] > 0
     # A retry line is long (it names the request); the terminal wraps it, but it never

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-import fcntl
 import io
-import os
-import pty
-import struct
-import subprocess
-import sys
-import termios
 from datetime import UTC, datetime
 
 import pytest
-from cli_helpers import END, ENV, START, FakeTerminal, run_process, screen_lines, usage_args
+from cli_helpers import (
+    END,
+    START,
+    FakeTerminal,
+    run_on_terminal,
+    run_process,
+    screen_lines,
+    usage_args,
+)
 
 from oxystats import ClientStats, FetchedPage, Pagination, UsagePage, UsageTotals, Window
 from oxystats.cli._progress import PageProgress, progress_enabled
@@ -116,42 +117,11 @@ def test_no_progress_when_stderr_is_a_pipe(oxystats_emulator: RunningEmulator) -
 
 def test_progress_on_a_real_80_column_terminal(oxystats_emulator: RunningEmulator) -> None:
     """On an 80-column pseudo-terminal the bar never wraps; stdout stays clean CSV."""
-    leader, follower = pty.openpty()
-    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
-    env = {key: value for key, value in os.environ.items() if key not in ("COLUMNS", "LINES")}
-    try:
-        done = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "oxystats",
-                *usage_args("--base-url", oxystats_emulator.url, "--format", "csv"),
-            ],
-            env={**env, **ENV},
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=follower,
-            timeout=60,
-            check=False,
-        )
-        os.close(follower)
-        follower = -1
-        drawn = b""
-        while True:
-            try:
-                chunk = os.read(leader, 65536)
-            except OSError:
-                break
-            if not chunk:
-                break
-            drawn += chunk
-    finally:
-        os.close(leader)
-        if follower >= 0:
-            os.close(follower)
+    done, lines = run_on_terminal(
+        *usage_args("--base-url", oxystats_emulator.url, "--format", "csv")
+    )
     assert done.returncode == 0
     assert done.stdout.startswith(b"day,requests,traffic_bytes\n")
-    lines = screen_lines(drawn.decode())
     bars = [line for line in lines if " pages " in line]
     assert bars, lines
     assert all(len(line) <= 80 for line in lines), lines
