@@ -75,6 +75,16 @@ async def test_a_failing_hook_is_logged_not_raised(
     assert "event hook" in warnings[0].getMessage()
 
 
+def run_with_oxystats_log_debug(script: str) -> subprocess.CompletedProcess[str]:
+    """Run ``script`` in a new Python with OXYSTATS_LOG=debug; it must succeed."""
+    env = {**os.environ, "OXYSTATS_LOG": "debug"}
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    return done
+
+
 def test_event_hooks_must_be_a_sequence_of_callables() -> None:
     """A lone callable or a non-callable item is a TypeError at construction."""
     with pytest.raises(TypeError, match="sequence of callables"):
@@ -123,11 +133,7 @@ def test_oxystats_log_turns_logging_on_without_code(oxystats_emulator: RunningEm
         anyio.run(main)
         """
     )
-    env = {**os.environ, "OXYSTATS_LOG": "debug"}
-    done = subprocess.run(
-        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60
-    )
-    assert done.returncode == 0, done.stderr
+    done = run_with_oxystats_log_debug(script)
     assert "DEBUG oxystats: GET /stats/v1/usage?product=HB" in done.stderr
     assert "-> 200 in" in done.stderr
 
@@ -155,11 +161,7 @@ def test_oxystats_log_with_a_root_handler_prints_each_line_once(
         anyio.run(main)
         """
     )
-    env = {**os.environ, "OXYSTATS_LOG": "debug"}
-    done = subprocess.run(
-        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60
-    )
-    assert done.returncode == 0, done.stderr
+    done = run_with_oxystats_log_debug(script)
     lines = [line for line in done.stderr.splitlines() if "GET /stats/v1/usage" in line]
     assert len(lines) == 1, done.stderr
     assert lines[0].startswith("ROOT DEBUG GET /stats/v1/usage?product=HB")
@@ -260,9 +262,5 @@ def test_oxystats_log_leaves_a_configured_logger_alone(oxystats_emulator: Runnin
         anyio.run(main)
         """
     )
-    env = {**os.environ, "OXYSTATS_LOG": "debug"}
-    done = subprocess.run(
-        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60
-    )
-    assert done.returncode == 0, done.stderr
+    done = run_with_oxystats_log_debug(script)
     assert done.stdout == done.stderr == ""
